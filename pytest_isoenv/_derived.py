@@ -1,0 +1,183 @@
+"""The derived env: a test's own tiny venv, linked to its layer and the base, deleted after it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RunError
+from ._requirements import RequirementLine, parse_lines
+from ._shared_env import SharedEnv, installed_packages
+from ._venv import bin_dir, create_venv, site_packages, write_scripts
+
+if TYPE_CHECKING:
+    from ._session import IsoenvSession
+
+# Host variables that would let the host's packages or interpreter leak into the env.
+_LEAKY_VARIABLES = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
+    "__PYVENV_LAUNCHER__",
+    "VIRTUAL_ENV_PROMPT",
+    "CONDA_PREFIX",
+)
+
+
+class DerivedEnv(os.PathLike[str]):
+    """A test's isolated environment: sees the base (and its layer), changes only itself."""
+
+    def __init__(
+        self,
+        path: Path,
+        base: SharedEnv,
+        layer: SharedEnv | None,
+        requirements: tuple[RequirementLine, ...],
+        session: IsoenvSession,
+    ) -> None:
+        self.path = path
+        #: The shared base env (read-only).
+        self.base = base
+        #: The shared layer holding this test's marker requirements, if it needed one.
+        self.layer = layer
+        #: The requirements declared by the test's ``isoenv`` markers.
+        self.requirements = tuple(str(line) for line in requirements)
+        self.marker_lines = requirements
+        self.installed_lines: list[RequirementLine] = []
+        self._session = session
+        self._env: dict[str, str] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        base: SharedEnv,
+        layer: SharedEnv | None,
+        requirements: tuple[RequirementLine, ...],
+        session: IsoenvSession,
+    ) -> DerivedEnv:
+        shared = [env for env in (layer, base) if env is not None]
+        create_venv(path, base.interpreter, [env.site_packages for env in shared])
+        write_scripts(base.scripts, bin_dir(path, base.interpreter))
+        if layer is not None:
+            write_scripts(layer.scripts, bin_dir(path, base.interpreter))
+        return cls(path, base, layer, requirements, session)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"<DerivedEnv {self.path} requirements={list(self.requirements)}>"
+
+    @property
+    def python(self) -> Path:
+        """The env's interpreter."""
+        return bin_dir(self.path, self.base.interpreter) / "python"
+
+    @property
+    def bin(self) -> Path:
+        """The env's scripts directory (console scripts of the base and layer included)."""
+        return bin_dir(self.path, self.base.interpreter)
+
+    @property
+    def site_packages(self) -> Path:
+        """Where packages installed into this env (and only this env) go."""
+        return site_packages(self.path, self.base.interpreter)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables for running things in this env (a fresh copy each time).
+
+        ``VIRTUAL_ENV`` names the env, ``PATH`` starts with its scripts, and nothing of the
+        host's Python setup (``PYTHONPATH``, ``PYTHONHOME``, user site-packages) leaks in.
+        """
+        if self._env is None:
+            environ = {k: v for k, v in os.environ.items() if k not in _LEAKY_VARIABLES}
+            environ["VIRTUAL_ENV"] = str(self.path)
+            environ["PATH"] = os.pathsep.join(
+                part for part in (str(self.bin), os.environ.get("PATH", "")) if part
+            )
+            environ["PYTHONNOUSERSITE"] = "1"
+            self._env = environ
+        return dict(self._env)
+
+    def packages(self) -> dict[str, str]:
+        """Every distribution this env can import: name -> version, the visible one first."""
+        dirs = [self.site_packages] + [
+            env.site_packages for env in (self.layer, self.base) if env is not None
+        ]
+        return installed_packages(dirs)
+
+    def which(self, command: str) -> str | None:
+        """The program ``command`` resolves to in this env: its own scripts first, then PATH."""
+        if os.sep in command or (os.altsep and os.altsep in command):
+            return command
+        if command in ("python", "python3"):
+            return str(self.python)
+        return shutil.which(command, path=self.env["PATH"])
+
+    def run(
+        self,
+        *args: str | os.PathLike[str],
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in this env; output is captured as text.
+
+        A bare command (``python``, ``pip``, a console script) is looked up in the env first.
+        ``env`` adds to (or overrides) :attr:`env`. With ``check`` (the default) a failure
+        raises :class:`~pytest_isoenv.RunError` showing the command's output.
+        """
+        if not args:
+            raise TypeError("run() needs a command")
+        command = [os.fspath(arg) for arg in args]
+        command[0] = self.which(command[0]) or command[0]
+        environ = self.env
+        if env:
+            environ.update(env)
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        done: subprocess.CompletedProcess[str] = subprocess.run(
+            command, env=environ, check=False, **kwargs
+        )
+        if check and done.returncode != 0:
+            raise RunError(done.returncode, command, done.stdout, done.stderr)
+        return done
+
+    def install(self, *requirements: str) -> list[str]:
+        """Install more into this env only (never the base or layer); return what was added.
+
+        Only what the base and layer lack is installed, at versions consistent with them.
+        """
+        lines = parse_lines(requirements, self._session.settings.rootdir)
+        added = self._session.install_into(self, lines)
+        self.installed_lines += lines
+        return added
+
+    @property
+    def installed(self) -> tuple[str, ...]:
+        """Requirements installed at run time with :meth:`install`."""
+        return tuple(str(line) for line in self.installed_lines)
+
+    @contextmanager
+    def activated(self) -> Iterator[None]:
+        """``os.environ`` set to :attr:`env` for the duration, then restored exactly."""
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(self.env)
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,44 @@
+"""Errors: one type per way pytest-isoenv can fail, each with a message a user can act on."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+
+
+class IsoenvError(Exception):
+    """Base class of every error pytest-isoenv raises."""
+
+
+class MarkerError(IsoenvError):
+    """A static mistake in an ``isoenv`` marker or ini setting (reported at collection)."""
+
+
+class InstallError(IsoenvError):
+    """uv could not install the requested requirements (missing package, conflict, network)."""
+
+    def __init__(self, requirements: Sequence[str], output: str) -> None:
+        self.requirements = tuple(requirements)
+        self.output = output.strip()
+        wanted = ", ".join(self.requirements) or "(nothing)"
+        super().__init__(f"could not install {wanted}:\n{self.output}")
+
+
+class BaseBuildError(IsoenvError):
+    """The base env could not be built; every test that needs it errors with this message."""
+
+
+class SharedEnvModified(IsoenvError):
+    """A test changed the base env or a layer, which every other test shares."""
+
+
+class RunError(subprocess.CalledProcessError):
+    """A command run with ``isoenv.run(..., check=True)`` failed; the message shows its output."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        for name, stream in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if stream and stream.strip():
+                tail = stream.strip()[-4000:]
+                text += f"\n--- {name} ---\n{tail}"
+        return text

@@ -1,0 +1,137 @@
+"""Settings: every option with its ini twin, resolved once (CLI > env var > ini > default)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ._errors import MarkerError
+from ._requirements import RequirementLine, parse_lines
+
+REQUIRES_HELP = (
+    "Requirements of the base env: PEP 508 strings, local paths, '-e PATH', '-r FILE' "
+    "(paths relative to the rootdir)."
+)
+BASE_HELP = (
+    "Where the base env comes from: 'session' (built fresh for this run, the default), 'cache' "
+    "(reused from the persistent cache when its key matches) or the PATH of an existing venv "
+    "(used read-only)."
+)
+CACHE_DIR_HELP = "Where --isoenv-base=cache keeps envs (default: a per-user cache dir)."
+NO_INDEX_HELP = "Ignore the package index: install only from --find-links / UV_FIND_LINKS."
+REFRESH_HELP = (
+    "Ask the index again instead of answering from uv's cache first (new releases), and "
+    "re-resolve cached layers."
+)
+
+SESSION, CACHE = "session", "cache"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of pytest-isoenv for one session."""
+
+    requires: tuple[RequirementLine, ...]
+    base: str  # SESSION, CACHE, or the path of an existing venv
+    cache_dir: Path
+    no_index: bool
+    refresh: bool
+    rootdir: Path
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("isoenv", "isolated Python environments (pytest-isoenv)")
+    group.addoption(
+        "--isoenv-base", dest="isoenv_base", metavar="session|cache|PATH", help=BASE_HELP
+    )
+    group.addoption(
+        "--isoenv-cache-dir", dest="isoenv_cache_dir", metavar="DIR", help=CACHE_DIR_HELP
+    )
+    group.addoption(
+        "--isoenv-no-index",
+        dest="isoenv_no_index",
+        action="store_true",
+        default=None,
+        help=NO_INDEX_HELP,
+    )
+    group.addoption(
+        "--isoenv-refresh",
+        dest="isoenv_refresh",
+        action="store_true",
+        default=None,
+        help=REFRESH_HELP,
+    )
+    parser.addini("isoenv_requires", REQUIRES_HELP, type="linelist", default=[])
+    parser.addini("isoenv_base", BASE_HELP, default=SESSION)
+    parser.addini("isoenv_cache_dir", CACHE_DIR_HELP, default="")
+    parser.addini("isoenv_no_index", NO_INDEX_HELP, type="bool", default=False)
+    parser.addini("isoenv_refresh", REFRESH_HELP, type="bool", default=False)
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache directory, following each platform's convention."""
+    if sys.platform == "win32":
+        root = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Caches"
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "pytest-isoenv"
+
+
+def _flag(config: pytest.Config, name: str, env_var: str) -> bool:
+    cli = config.getoption(name)
+    if cli is not None:
+        return bool(cli)
+    if os.environ.get(env_var):
+        return os.environ[env_var].lower() in ("1", "true", "yes", "on")
+    return bool(config.getini(name))
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read every source once; raise ``pytest.UsageError`` on a static mistake."""
+    rootdir = Path(config.rootpath)
+    try:
+        requires = parse_lines(config.getini("isoenv_requires"), rootdir)
+    except MarkerError as error:
+        raise pytest.UsageError(f"isoenv_requires: {error}") from None
+    base = (
+        config.getoption("isoenv_base")
+        or os.environ.get("PYTEST_ISOENV_BASE")
+        or config.getini("isoenv_base")
+        or SESSION
+    ).strip()
+    if base not in (SESSION, CACHE):
+        path = Path(os.path.expanduser(base))
+        path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+        if not (path / "pyvenv.cfg").is_file():
+            raise pytest.UsageError(
+                f"--isoenv-base={base}: not 'session', 'cache' or a venv ({path} has no pyvenv.cfg)"
+            )
+        base = str(path)
+    cache_dir_text = (
+        config.getoption("isoenv_cache_dir")
+        or os.environ.get("PYTEST_ISOENV_CACHE_DIR")
+        or config.getini("isoenv_cache_dir")
+    )
+    if cache_dir_text:
+        cache_dir = Path(os.path.expanduser(cache_dir_text))
+        if not cache_dir.is_absolute():
+            cache_dir = rootdir / cache_dir
+    else:
+        cache_dir = default_cache_dir()
+    return Settings(
+        requires=requires,
+        base=base,
+        cache_dir=cache_dir,
+        no_index=_flag(config, "isoenv_no_index", "PYTEST_ISOENV_NO_INDEX"),
+        refresh=_flag(config, "isoenv_refresh", "PYTEST_ISOENV_REFRESH"),
+        rootdir=rootdir,
+    )

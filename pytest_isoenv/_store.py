@@ -1,0 +1,155 @@
+"""A store of published envs: built beside, published atomically, verified before reuse.
+
+One directory per env, named by its cache key. A build happens in a sibling temporary
+directory under a file lock (so concurrent sessions and xdist workers wait for one build
+instead of racing) and is published with one ``rename``; a manifest written last marks it
+complete. Anything without a valid manifest, or whose verification fails, is never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from ._errors import IsoenvError
+from ._fingerprint import MANIFEST, full_fingerprint
+
+FORMAT_VERSION = 1
+
+Verifier = Callable[[Path, "dict[str, Any]"], "str | None"]
+
+
+@dataclass(frozen=True)
+class Published:
+    """An env found in, or just built into, a store."""
+
+    path: Path
+    manifest: dict[str, Any]
+    built: bool
+    seconds: float
+    replaced: str | None  # why a previous env under this key was thrown away
+
+
+def secure_directory(path: Path) -> Path:
+    """Create ``path`` (0700) or check an existing one is ours and not world-writable."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as error:
+        raise IsoenvError(f"cannot use cache dir {path}: {error}") from None
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise IsoenvError(
+            f"refusing cache dir {path}: it is owned by uid {info.st_uid}, not by you "
+            f"(uid {os.getuid()}); another user could plant envs your tests would run"
+        )
+    if info.st_mode & stat.S_IWOTH:
+        raise IsoenvError(
+            f"refusing cache dir {path}: it is world-writable, so anyone could plant envs "
+            "your tests would run; use a private directory (chmod 700)"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Store:
+    """The published envs of one kind (bases or layers) in one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get_or_build(
+        self, key: str, build: Callable[[Path], dict[str, Any]], verify: Verifier
+    ) -> Published:
+        """The env published under ``key``: reused when it verifies, else (re)built."""
+        final = self.root / key
+        start = time.perf_counter()
+        if self._valid(final, key, verify) is None:
+            return Published(final, _manifest(final), False, time.perf_counter() - start, None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f"{key}.lock")):
+            problem = self._valid(final, key, verify)
+            if problem is None:  # another process built it while we waited
+                return Published(final, _manifest(final), False, time.perf_counter() - start, None)
+            self._remove_leftovers(key)
+            replaced = problem if final.exists() else None
+            if replaced is not None:
+                self._discard(final, key)
+            manifest = self._build(final, key, build)
+        return Published(final, manifest, True, time.perf_counter() - start, replaced)
+
+    def discard(self, key: str) -> None:
+        """Throw away a published env (it was found damaged) so the next use rebuilds it."""
+        final = self.root / key
+        with FileLock(str(self.root / f"{key}.lock")):
+            if final.exists():
+                self._discard(final, key)
+
+    def _valid(self, final: Path, key: str, verify: Verifier) -> str | None:
+        manifest = read_manifest(final)
+        if manifest is None:
+            return "it is incomplete (no manifest)" if final.exists() else "it does not exist"
+        if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
+            return "its manifest is from another format or key"
+        problem = verify(final, manifest)
+        if problem is not None:
+            return problem
+        if manifest.get("fingerprint") != full_fingerprint(final):
+            return "its files changed after it was built"
+        return None
+
+    def _build(
+        self, final: Path, key: str, build: Callable[[Path], dict[str, Any]]
+    ) -> dict[str, Any]:
+        staging = self.root / f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            manifest = dict(build(staging))
+            # Fingerprint as it will be seen from the published path: renaming keeps every
+            # entry's mtime, and the manifest itself is left out.
+            manifest.update(format=FORMAT_VERSION, key=key, fingerprint=full_fingerprint(staging))
+            tmp_manifest = staging / (MANIFEST + ".tmp")
+            tmp_manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
+            with open(tmp_manifest, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp_manifest, staging / MANIFEST)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return manifest
+
+    def _discard(self, final: Path, key: str) -> None:
+        trash = self.root / f"{key}.trash-{uuid.uuid4().hex[:8]}"
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _remove_leftovers(self, key: str) -> None:
+        """Half-built or half-deleted dirs of ``key`` (their builder died); we hold the lock."""
+        for leftover in self.root.glob(f"{key}.tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.root.glob(f"{key}.trash-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _manifest(final: Path) -> dict[str, Any]:
+    manifest = read_manifest(final)
+    assert manifest is not None
+    return manifest
