@@ -171,9 +171,10 @@ class DerivedEnv(os.PathLike[str]):
     def activated(self) -> Iterator[None]:
         """``os.environ`` set to :attr:`env` for the duration, then restored exactly."""
         saved = dict(os.environ)
+        wanted = self.env
         try:
             os.environ.clear()
-            os.environ.update(self.env)
+            os.environ.update(wanted)
             yield
         finally:
             os.environ.clear()

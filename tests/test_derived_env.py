@@ -1,0 +1,272 @@
+"""The derived env a test gets: what it sees, what it can change, and that it goes away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_isoenv._link import link_line
+
+
+def _ini(pytester: pytest.Pytester, *requires: str, extra: str = "") -> None:
+    lines = ", ".join(f'"{r}"' for r in requires)
+    pytester.makepyprojecttoml(
+        f"[tool.pytest.ini_options]\nisoenv_requires = [{lines}]\n{extra}"
+    )
+
+
+def test_derived_env_is_a_venv_over_the_base(pytester: pytest.Pytester, offline_env: Path) -> None:
+    _ini(pytester, "iso-a==1.0")
+    pytester.makepyfile(
+        """
+        import json, os, sys
+
+        def test_env(isoenv, isoenv_base):
+            code = "import iso_a, sys, json; print(json.dumps([iso_a.__file__, sys.prefix, sys.base_prefix]))"
+            module, prefix, base_prefix = json.loads(isoenv.run("python", "-c", code).stdout)
+            assert prefix == str(isoenv.path)
+            assert base_prefix != prefix
+            assert module.startswith(str(isoenv_base.path))
+            assert (isoenv.path / "pyvenv.cfg").is_file()
+            assert isoenv.python == isoenv.bin / "python"
+            assert isoenv.python.exists()
+            assert isoenv.site_packages.is_dir()
+            assert isoenv.packages()["iso-a"] == "1.0"
+            assert isoenv_base.packages == {"iso-a": "1.0"}
+            assert isoenv_base.requirements == ("iso-a==1.0",)
+            assert (isoenv_base.python).exists()
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_env_dict_is_clean_and_points_at_the_env(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/host/leak")
+    monkeypatch.setenv("PYTHONUSERBASE", "/host/userbase")
+    _ini(pytester)
+    pytester.makepyfile(
+        """
+        import os, sys
+
+        def test_env(isoenv):
+            env = isoenv.env
+            assert env["VIRTUAL_ENV"] == str(isoenv.path)
+            assert env["PATH"].split(os.pathsep)[0] == str(isoenv.bin)
+            assert "PYTHONPATH" not in env and "PYTHONHOME" not in env
+            assert env["PYTHONNOUSERSITE"] == "1"
+            out = isoenv.run("python", "-c", "import site, sys; print(site.ENABLE_USER_SITE, sys.path)")
+            assert out.stdout.startswith("False")
+            assert "/host/leak" not in out.stdout
+            # the env is active for the test's own subprocesses too, and restored afterwards
+            assert os.environ["VIRTUAL_ENV"] == str(isoenv.path)
+            assert "PYTHONPATH" not in os.environ
+
+        def test_after():
+            assert "VIRTUAL_ENV" not in os.environ or "pytest-isoenv" not in os.environ["VIRTUAL_ENV"]
+            assert os.environ["PYTHONPATH"].endswith("/host/leak")
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_run_resolves_commands_in_the_env_and_reports_failures(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester, "iso-cli")
+    pytester.makepyfile(
+        """
+        import pytest, subprocess
+        from pytest_isoenv import RunError
+
+        def test_run(isoenv):
+            assert isoenv.which("iso-cli") == str(isoenv.bin / "iso-cli")
+            done = isoenv.run("python", "-c", "import sys; sys.exit(3)", check=False)
+            assert done.returncode == 3
+            with pytest.raises(RunError, match="boom"):
+                isoenv.run("python", "-c", "import sys; print('boom', file=sys.stderr); sys.exit(1)")
+            assert isinstance(RunError(1, ["x"]), subprocess.CalledProcessError)
+            out = isoenv.run("python", "-c", "import os; print(os.environ['EXTRA'])", env={"EXTRA": "yes"})
+            assert out.stdout == "yes\\n"
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_console_scripts_of_the_base_run_with_the_derived_python(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester, "iso-cli", "iso-a==1.0")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_plain(isoenv):
+            out = isoenv.run("iso-cli").stdout.split()
+            assert out == ["iso-cli", "1.0", str(isoenv.path), "iso-a", "1.0"]
+
+        @pytest.mark.isoenv(requires=["iso-a==2.0"])
+        def test_sees_the_tests_extras(isoenv):
+            out = isoenv.run("iso-cli").stdout.split()
+            assert out == ["iso-cli", "1.0", str(isoenv.path), "iso-a", "2.0"]
+        """
+    )
+    pytester.runpytest_subprocess("--isoenv-base=cache").assert_outcomes(passed=2)
+
+
+def test_marker_extras_shadow_the_base_and_stay_in_the_test(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester, "iso-a==1.0")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        VERSION = "import iso_a; print(iso_a.__version__)"
+
+        def test_first(isoenv):
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "1.0"
+
+        @pytest.mark.isoenv(requires=["iso-a==2.0"])
+        def test_pinned(isoenv):
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "2.0"
+            assert isoenv.layer is not None and isoenv.layer.packages == {"iso-a": "2.0"}
+
+        def test_last(isoenv, isoenv_base):
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "1.0"
+            assert isoenv_base.packages == {"iso-a": "1.0"}
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_install_adds_only_what_the_base_lacks_to_this_env_only(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester, "iso-a==1.0")
+    pytester.makepyfile(
+        """
+        VERSION = "import iso_a; print(iso_a.__version__)"
+
+        def test_install_dependent(isoenv, isoenv_base):
+            assert isoenv.install("iso-b") == ["iso-b==1.0"]
+            assert sorted(p.name for p in isoenv.site_packages.iterdir() if p.name.endswith(".dist-info")) == ["iso_b-1.0.dist-info"]
+            isoenv.run("python", "-c", "import iso_b")
+            assert isoenv.installed == ("iso-b",)
+
+        def test_install_other_version(isoenv):
+            assert isoenv.install("iso-a==2.0") == ["iso-a==2.0"]
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "2.0"
+
+        def test_base_untouched(isoenv, isoenv_base):
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "1.0"
+            assert isoenv_base.packages == {"iso-a": "1.0"}
+            isoenv.run("python", "-c", "import iso_b", check=False).returncode == 1
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_pip_and_uv_inside_a_derived_env_change_only_that_env(
+    pytester: pytest.Pytester, offline_env: Path, wheelhouse: Path
+) -> None:
+    _ini(pytester, "iso-a==1.0", "pip")
+    pytester.makepyfile(
+        f"""
+        from uv import find_uv_bin
+
+        VERSION = "import iso_a; print(iso_a.__version__)"
+        WHEELS = {str(wheelhouse)!r}
+
+        def test_pip(isoenv):
+            isoenv.run("python", "-m", "pip", "install", "--no-index", "--find-links", WHEELS, "iso-a==2.0")
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "2.0"
+            assert (isoenv.site_packages / "iso_a-2.0.dist-info").is_dir()
+
+        def test_pip_uninstall_of_a_base_package_leaves_the_base(isoenv):
+            isoenv.run("python", "-m", "pip", "uninstall", "-y", "iso-a", check=False)
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "1.0"
+
+        def test_uv(isoenv):
+            isoenv.run(find_uv_bin(), "pip", "install", "--offline", "--no-index", "--find-links", WHEELS, "iso-a==2.0")
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "2.0"
+
+        def test_base_untouched(isoenv, isoenv_base):
+            assert isoenv.run("python", "-c", VERSION).stdout.strip() == "1.0"
+            assert isoenv_base.packages["iso-a"] == "1.0"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+
+
+def test_marked_test_gets_an_active_env_without_naming_the_fixture(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester)
+    pytester.makepyfile(
+        """
+        import os, subprocess, pytest
+
+        @pytest.mark.isoenv(requires=["iso-a==2.0"])
+        def test_marked():
+            out = subprocess.run(["python", "-c", "import iso_a, sys; print(iso_a.__version__, sys.prefix)"],
+                                 capture_output=True, text=True, check=True)
+            version, prefix = out.stdout.split()
+            assert version == "2.0"
+            assert prefix == os.environ["VIRTUAL_ENV"]
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_derived_envs_are_deleted_pass_or_fail(pytester: pytest.Pytester, offline_env: Path) -> None:
+    _ini(pytester)
+    record = pytester.path / "paths.txt"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        def _note(env):
+            with open({str(record)!r}, "a") as f:
+                f.write(str(env.path) + "\\n")
+
+        def test_pass(isoenv):
+            _note(isoenv)
+
+        def test_fail(isoenv):
+            _note(isoenv)
+            assert False
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_many(isoenv, n):
+            _note(isoenv)
+            assert isoenv.path.is_dir()
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=4, failed=1)
+    paths = [Path(p) for p in record.read_text().split()]
+    assert len(set(paths)) == 5
+    assert not any(p.exists() for p in paths)
+    assert not paths[0].parent.parent.exists(), "the session dir outlived the session"
+
+
+def test_link_line_is_idempotent_and_processes_pth_files_of_the_target(tmp_path: Path) -> None:
+    import site
+    import sys
+
+    target = tmp_path / "target dir 🐸"
+    target.mkdir()
+    (target / "extra.pth").write_text(str(tmp_path / "extra") + "\n")
+    (tmp_path / "extra").mkdir()
+    line = link_line([target])
+    saved = list(sys.path)
+    try:
+        for _ in range(2):  # site runs every .pth import line twice in a venv
+            exec(line, {"site": site})
+        assert sys.path.count(str(target)) == 1
+        assert str(tmp_path / "extra") in sys.path
+    finally:
+        sys.path[:] = saved
