@@ -113,6 +113,8 @@ def parse_line(text: str, rootdir: Path) -> RequirementLine:
         requirement = Requirement(line)
     except InvalidRequirement as error:
         raise MarkerError(f"invalid requirement {text!r}: {error}") from None
+    if any(not spec.version.strip() for spec in requirement.specifier):
+        raise MarkerError(f"invalid requirement {text!r}: a version specifier without a version")
     return RequirementLine(PEP508, str(requirement))
 
 

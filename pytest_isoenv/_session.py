@@ -292,7 +292,7 @@ class IsoenvSession:
             self.uv.install(env.python, args, no_deps=True)
         added = [f"{c.name}=={c.version}" for c in missing]
         added += [str(line) for line in lines if _is_direct(line)]
-        self.events.append(Event("install", ", ".join(added) or "nothing new"))
+        self.events.append(Event("install", f"installed {', '.join(added) or 'nothing new'}"))
         return added
 
     # -- the guard on shared envs --------------------------------------------------------

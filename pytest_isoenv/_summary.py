@@ -21,17 +21,18 @@ class SummaryReporter:
         self.lines: list[tuple[str, str]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # A report carries the sections of the earlier phases too: read only its own.
         for title, content in report.sections:
-            if title.split()[1:2] == [REPORT_SECTION]:
+            if title == f"Captured {REPORT_SECTION} {report.when}":
                 self.lines += [(report.nodeid, line) for line in content.splitlines()]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        bases = [text for _, text in self.lines if text.startswith("base: ")]
+        bases = [text for _, text in self.lines if text.startswith("base ")]
         # Under xdist every worker reports the base; the one that built it tells the story.
-        first_hand = [text for text in bases if not text.startswith("base: base reused")]
+        first_hand = [text for text in bases if not text.startswith("base reused")]
         for text in dict.fromkeys(first_hand or bases[:1]):
-            terminalreporter.write_line(f"isoenv: {text[len('base: ') :]}")
+            terminalreporter.write_line(f"isoenv: {text}")
         if self.config.get_verbosity() > 0:
             for nodeid, text in self.lines:
-                if not text.startswith("base: "):
+                if not text.startswith("base "):
                     terminalreporter.write_line(f"isoenv: {nodeid}: {text}")

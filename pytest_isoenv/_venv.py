@@ -22,6 +22,8 @@ _RELOCATABLE_HEAD = (
     '\'\'\'exec\' "$(dirname -- "$(realpath -- "$0")")"/\'python\' "$0" "$@"\n'
     "' '''\n"
 )
+_SH_EXEC_START = b"#!/bin/sh\n'''exec' "
+_SH_EXEC_END = b"\n' '''\n"
 _NOT_SCRIPTS = ("python", "activate", "deactivate", "pydoc", "Activate")
 
 
@@ -91,6 +93,9 @@ def read_scripts(scripts_dir: Path) -> list[Script]:
 def _portable_body(data: bytes) -> bytes | None:
     if data.startswith(_RELOCATABLE_HEAD.encode()):
         return data
+    if data.startswith(_SH_EXEC_START) and _SH_EXEC_END in data:
+        # The sh-exec form uv and pip write when the interpreter path has spaces.
+        return _RELOCATABLE_HEAD.encode() + data.split(_SH_EXEC_END, 1)[1]
     if not data.startswith(b"#!"):
         return None
     first, _, rest = data.partition(b"\n")

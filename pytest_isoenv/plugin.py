@@ -106,7 +106,7 @@ def pytest_pycollect_makeitem(
 def _report(item: pytest.Item, session: IsoenvSession, when: str) -> None:
     if session.events:
         item.add_report_section(
-            when, REPORT_SECTION, "\n".join(f"{e.kind}: {e.text}" for e in session.events)
+            when, REPORT_SECTION, "\n".join(event.text for event in session.events)
         )
         session.events.clear()
 

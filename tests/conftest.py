@@ -21,7 +21,9 @@ _PROJECTS = [
     ("iso-a", "2.0", [], "__version__ = '2.0'\n", {}),
     ("iso-b", "1.0", ["iso-a<2"], "import iso_a\n__version__ = '1.0'\n", {}),
     (
-        "iso-cli", "1.0", [],
+        "iso-cli",
+        "1.0",
+        [],
         textwrap.dedent("""\
             import sys
             def main():
@@ -38,7 +40,11 @@ _PROJECTS = [
 
 
 def write_project(
-    root: Path, name: str, version: str, deps: list[str], body: str,
+    root: Path,
+    name: str,
+    version: str,
+    deps: list[str],
+    body: str,
     scripts: dict[str, str] | None = None,
 ) -> Path:
     """A minimal uv_build project (uv builds these itself: no network, no backend download)."""
@@ -46,13 +52,17 @@ def write_project(
     (root / "src" / module).mkdir(parents=True, exist_ok=True)
     (root / "src" / module / "__init__.py").write_text(body)
     lines = [
-        "[project]", f'name = "{name}"', f'version = "{version}"',
+        "[project]",
+        f'name = "{name}"',
+        f'version = "{version}"',
         f"dependencies = {deps!r}".replace("'", '"'),
     ]
     if scripts:
         lines += ["[project.scripts]"] + [f'{k} = "{v}"' for k, v in scripts.items()]
     lines += [
-        "[build-system]", 'requires = ["uv_build>=0.9,<0.14"]', 'build-backend = "uv_build"',
+        "[build-system]",
+        'requires = ["uv_build>=0.9,<0.14"]',
+        'build-backend = "uv_build"',
     ]
     (root / "pyproject.toml").write_text("\n".join(lines) + "\n")
     return root
@@ -67,7 +77,8 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         project = write_project(sources / f"{name}-{version}", name, version, deps, body, scripts)
         subprocess.run(
             [UV, "build", "--wheel", "--offline", "--quiet", "--out-dir", str(house), str(project)],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     bundled = Path(ensurepip.__file__).parent / "_bundled"
     for wheel in bundled.glob("pip-*.whl"):
@@ -100,6 +111,7 @@ def offline_env(
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     """Fail a test that leaves os.environ or the cwd changed: an isolation plugin must be isolated."""
+
     def environ() -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 

@@ -11,9 +11,7 @@ from pytest_isoenv._link import link_line
 
 def _ini(pytester: pytest.Pytester, *requires: str, extra: str = "") -> None:
     lines = ", ".join(f'"{r}"' for r in requires)
-    pytester.makepyprojecttoml(
-        f"[tool.pytest.ini_options]\nisoenv_requires = [{lines}]\n{extra}"
-    )
+    pytester.makepyprojecttoml(f"[tool.pytest.ini_options]\nisoenv_requires = [{lines}]\n{extra}")
 
 
 def test_derived_env_is_a_venv_over_the_base(pytester: pytest.Pytester, offline_env: Path) -> None:
@@ -222,7 +220,9 @@ def test_marked_test_gets_an_active_env_without_naming_the_fixture(
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
-def test_derived_envs_are_deleted_pass_or_fail(pytester: pytest.Pytester, offline_env: Path) -> None:
+def test_derived_envs_are_deleted_pass_or_fail(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
     _ini(pytester)
     record = pytester.path / "paths.txt"
     pytester.makepyfile(
