@@ -331,16 +331,24 @@ class IsoenvSession:
             raise SharedEnvModified("\n".join(problems))
 
     def _damaged(self, shared: SharedEnv) -> None:
+        """Replace a shared env a test damaged: discard it and rebuild it at once.
+
+        The rebuild lands at the same path (same key), so other workers' derived envs, which
+        link to that path, are whole again as soon as possible.
+        """
         if self.settings.base not in (SESSION, CACHE) and shared is self._base:
             return  # a user's own venv: not ours to delete; the message says what changed
-        store = self._store("bases" if shared is self._base else "layers")
-        store.discard(shared.key)
-        if shared is self._base:
+        is_base = shared is self._base
+        self._store("bases" if is_base else "layers").discard(shared.key)
+        # Layers hold only what they add, keyed by the base's key: a rebuilt base keeps them.
+        stale = [lines for lines, layer in self._layers.items() if layer is shared]
+        for lines in stale:
+            del self._layers[lines]
+        if is_base:
             self._base = None
-            self._layers.clear()
-        else:
-            self._layers = {k: v for k, v in self._layers.items() if v is not shared}
-
+            self.base()
+        for lines in stale:
+            self.layer(lines)
 
 def _manifest(
     kind: str, interpreter: Interpreter, lines: Sequence[RequirementLine]

@@ -270,3 +270,49 @@ def test_link_line_is_idempotent_and_processes_pth_files_of_the_target(tmp_path:
         assert str(tmp_path / "extra") in sys.path
     finally:
         sys.path[:] = saved
+
+
+def test_a_test_that_changes_the_base_fails_and_the_base_is_restored(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-a==1.0"]\n')
+    pytester.makepyfile(
+        """
+        import pytest, shutil
+
+        def test_adds_a_file(isoenv_base, isoenv):
+            (isoenv_base.site_packages / "planted.py").write_text("x = 1")
+
+        def test_removes_a_package(isoenv_base, isoenv):
+            shutil.rmtree(isoenv_base.site_packages / "iso_a")
+
+        @pytest.mark.isoenv(requires=["iso-cli"])
+        def test_adds_to_the_layer(isoenv):
+            (isoenv.layer.site_packages / "planted.py").write_text("x = 1")
+
+        def test_afterwards(isoenv_base, isoenv):
+            assert not (isoenv_base.site_packages / "planted.py").exists()
+            assert isoenv.run("python", "-c", "import iso_a; print(iso_a.__version__)").stdout == "1.0\\n"
+
+        @pytest.mark.isoenv(requires=["iso-cli"])
+        def test_layer_afterwards(isoenv):
+            assert not (isoenv.layer.site_packages / "planted.py").exists()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--isoenv-base=cache")
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_adds_a_file*",
+            "isoenv: the test changed the shared base env * (undone):",
+            "  added */site-packages/planted.py",
+            "*test_removes_a_package*",
+            "isoenv: the test changed the shared base env * (it will be rebuilt):",
+            "  removed */site-packages/iso_a",
+            "*test_adds_to_the_layer*",
+            "isoenv: the test changed the shared layer * (undone):",
+        ]
+    )
+    again = pytester.runpytest_subprocess("-p", "no:randomly", "--isoenv-base=cache", "-k", "after")
+    again.assert_outcomes(passed=2)
+    again.stdout.fnmatch_lines(["isoenv: base reused*"])
