@@ -115,12 +115,27 @@ class DerivedEnv(os.PathLike[str]):
         return installed_packages(dirs)
 
     def which(self, command: str) -> str | None:
-        """The program ``command`` resolves to in this env: its own scripts first, then PATH."""
+        """The program ``command`` resolves to in this env: its own scripts first, then PATH.
+
+        ``uv`` falls back to the uv pytest-isoenv uses (it installs into ``VIRTUAL_ENV``).
+        """
         if os.sep in command or (os.altsep and os.altsep in command):
             return command
         if command in ("python", "python3"):
             return str(self.python)
+        own = shutil.which(command, path=str(self.bin))
+        if own is not None:
+            return own
+        if command == "uv":
+            return self._session.uv.binary
         return shutil.which(command, path=self.env["PATH"])
+
+    def _command(self, args: list[str]) -> list[str]:
+        name = args[0]
+        if name in ("pip", "pip3") and shutil.which(name, path=str(self.bin)) is None:
+            # Never the host's pip, which would install into the host: the env's, or an error.
+            return [str(self.python), "-m", "pip", *args[1:]]
+        return [self.which(name) or name, *args[1:]]
 
     def run(
         self,
@@ -137,8 +152,7 @@ class DerivedEnv(os.PathLike[str]):
         """
         if not args:
             raise TypeError("run() needs a command")
-        command = [os.fspath(arg) for arg in args]
-        command[0] = self.which(command[0]) or command[0]
+        command = self._command([os.fspath(arg) for arg in args])
         environ = self.env
         if env:
             environ.update(env)

@@ -350,6 +350,7 @@ class IsoenvSession:
         for lines in stale:
             self.layer(lines)
 
+
 def _manifest(
     kind: str, interpreter: Interpreter, lines: Sequence[RequirementLine]
 ) -> dict[str, Any]:

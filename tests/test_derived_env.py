@@ -316,3 +316,23 @@ def test_a_test_that_changes_the_base_fails_and_the_base_is_restored(
     again = pytester.runpytest_subprocess("-p", "no:randomly", "--isoenv-base=cache", "-k", "after")
     again.assert_outcomes(passed=2)
     again.stdout.fnmatch_lines(["isoenv: base reused*"])
+
+
+def test_pip_never_falls_back_to_the_hosts_and_uv_always_resolves(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_no_pip(isoenv):
+            done = isoenv.run("pip", "--version", check=False)
+            assert done.returncode != 0
+            assert "No module named pip" in done.stderr
+            assert done.args[:3] == [str(isoenv.python), "-m", "pip"]
+
+        def test_uv(isoenv):
+            assert isoenv.which("uv")
+            isoenv.run("uv", "pip", "install", "--offline", "iso-a==2.0")
+            assert (isoenv.site_packages / "iso_a-2.0.dist-info").is_dir()
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
