@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunError
+from ._link import write_link
 from ._requirements import RequirementLine, parse_lines
 from ._shared_env import SharedEnv, installed_packages
-from ._venv import bin_dir, create_venv, site_packages, write_scripts
+from ._venv import bin_dir, site_packages, write_scripts
 
 if TYPE_CHECKING:
     from ._session import IsoenvSession
@@ -62,11 +63,11 @@ class DerivedEnv(os.PathLike[str]):
         requirements: tuple[RequirementLine, ...],
         session: IsoenvSession,
     ) -> DerivedEnv:
+        """Turn the bare venv at ``path`` into a derived env of ``base`` (and ``layer``)."""
         shared = [env for env in (layer, base) if env is not None]
-        create_venv(path, base.interpreter, [env.site_packages for env in shared])
-        write_scripts(base.scripts, bin_dir(path, base.interpreter))
-        if layer is not None:
-            write_scripts(layer.scripts, bin_dir(path, base.interpreter))
+        write_link(site_packages(path, base.interpreter), [env.site_packages for env in shared])
+        for env in reversed(shared):  # the layer's scripts win over the base's
+            write_scripts(env.scripts, bin_dir(path, base.interpreter))
         return cls(path, base, layer, requirements, session)
 
     def __fspath__(self) -> str:
@@ -184,15 +185,23 @@ class DerivedEnv(os.PathLike[str]):
     @contextmanager
     def activated(self) -> Iterator[None]:
         """``os.environ`` set to :attr:`env` for the duration, then restored exactly."""
-        saved = dict(os.environ)
         wanted = self.env
+        changed = {k for k in set(wanted) | set(os.environ) if os.environ.get(k) != wanted.get(k)}
+        saved = {k: os.environ.get(k) for k in changed}
         try:
-            os.environ.clear()
-            os.environ.update(wanted)
+            for key in changed:
+                if key in wanted:
+                    os.environ[key] = wanted[key]
+                else:
+                    del os.environ[key]
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Delete this env (its path is gone at once)."""
+        self._session.release(self)

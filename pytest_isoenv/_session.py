@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from . import _interpreter
 from ._derived import DerivedEnv
+from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
 from ._fingerprint import DirectorySnapshot
 from ._interpreter import Interpreter
@@ -53,7 +53,7 @@ class IsoenvSession:
     _layers: dict[tuple[RequirementLine, ...], SharedEnv | None] = field(default_factory=dict)
     _layer_errors: dict[tuple[RequirementLine, ...], str] = field(default_factory=dict)
     _snapshots: dict[Path, DirectorySnapshot] = field(default_factory=dict)
-    _counter: int = 0
+    _factory: EnvFactory | None = None
 
     # -- what every env is built from ---------------------------------------------------
 
@@ -265,15 +265,25 @@ class IsoenvSession:
 
     # -- derived envs --------------------------------------------------------------------
 
-    def derived(self, test_name: str, lines: tuple[RequirementLine, ...]) -> DerivedEnv:
-        """A fresh derived env for one test; the caller removes it afterwards."""
+    def derived(self, lines: tuple[RequirementLine, ...]) -> DerivedEnv:
+        """A fresh derived env for one test; give it back with ``release``."""
         base = self.base()
         layer = self.layer(lines)
-        self._counter += 1
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", test_name)[:40].strip("-.") or "test"
-        path = self.session_dir / "derived" / f"{self.worker_id}-{self._counter}-{slug}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return DerivedEnv.create(path, base, layer, lines, self)
+        if self._factory is None:
+            root = self.session_dir / "derived" / self.worker_id
+            self._factory = EnvFactory(root, base.interpreter)
+        return DerivedEnv.create(self._factory.take(), base, layer, lines, self)
+
+    def release(self, env: DerivedEnv) -> None:
+        """Delete a derived env: its path vanishes now, its files go in the background."""
+        if self._factory is not None:
+            self._factory.give_back(env.path)
+
+    def close(self) -> None:
+        """Delete every derived env this process made."""
+        if self._factory is not None:
+            self._factory.close()
+            self._factory = None
 
     def install_into(self, env: DerivedEnv, lines: tuple[RequirementLine, ...]) -> list[str]:
         """Install what ``env`` lacks for ``lines`` into it alone; return what was added.

@@ -90,6 +90,8 @@ class Uv:
         self.refresh = refresh
         self.environ = {k: v for k, v in os.environ.items() if k not in _DROPPED_VARIABLES}
         self.environ["UV_NO_PROGRESS"] = "1"
+        # uv wraps its messages at COLUMNS; pytest shows them again, so keep each one a line.
+        self.environ["COLUMNS"] = "10000"
         self.user_offline = os.environ.get("UV_OFFLINE", "").lower() in _TRUE
 
     def install(

@@ -54,6 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.close()
     owned = config.stash.get(_OWNED_DIR_KEY, None)
     if owned is not None:
         shutil.rmtree(owned, ignore_errors=True)
@@ -129,7 +132,7 @@ def isoenv(request: pytest.FixtureRequest) -> Iterator[DerivedEnv]:
     item = request.node
     lines = item.stash.get(_LINES_KEY, ())
     try:
-        env = session.derived(item.name, lines)
+        env = session.derived(lines)
     except (BaseBuildError, InstallError) as error:
         failure = f"isoenv: {error}"
     else:
