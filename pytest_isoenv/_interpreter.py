@@ -22,8 +22,10 @@ _scheme = "venv" if "venv" in sysconfig.get_scheme_names() else (
     "nt" if os.name == "nt" else "posix_prefix")
 _root = os.path.abspath(os.sep + "isoenv-root")
 _vars = {"base": _root, "platbase": _root, "installed_base": _root, "installed_platbase": _root}
-def _rel(key):
-    return os.path.relpath(sysconfig.get_path(key, _scheme, vars=_vars), _root)
+def _rel(key, scheme=_scheme):
+    return os.path.relpath(sysconfig.get_path(key, scheme, vars=_vars), _root)
+_default_scheme = (getattr(sysconfig, "get_default_scheme", None)
+                   or getattr(sysconfig, "_get_default_scheme"))()
 _stat = os.stat(_exe)
 FACTS = {
     "executable": _exe,
@@ -33,6 +35,7 @@ FACTS = {
     "platform": sysconfig.get_platform(),
     "machine": platform.machine(),
     "purelib": _rel("purelib"),
+    "prefix_purelib": _rel("purelib", _default_scheme),
     "scripts": _rel("scripts"),
     "executable_size": _stat.st_size,
     "executable_mtime_ns": _stat.st_mtime_ns,
@@ -50,6 +53,7 @@ class Interpreter:
     cache_tag: str
     platform: str
     purelib: str
+    prefix_purelib: str  # where ``--prefix`` installs put packages (Debian's python differs)
     scripts: str
     executable_size: int
     executable_mtime_ns: int
@@ -86,6 +90,7 @@ def _from_facts(facts: dict[str, Any]) -> Interpreter:
         cache_tag=facts["cache_tag"],
         platform=facts["platform"],
         purelib=facts["purelib"],
+        prefix_purelib=facts["prefix_purelib"],
         scripts=facts["scripts"],
         executable_size=facts["executable_size"],
         executable_mtime_ns=facts["executable_mtime_ns"],

@@ -28,7 +28,7 @@ from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Store, secure_directory
 from ._uv import Change, Uv, install_settings
-from ._venv import bin_dir, create_venv
+from ._venv import bin_dir, compile_bytecode, create_venv, make_scripts_relocatable
 
 
 @dataclass
@@ -123,8 +123,9 @@ class IsoenvSession:
             create_venv(staging, interpreter)
             args = [arg for line in requires for arg in line.uv_args()]
             if args:
-                python = bin_dir(staging, interpreter) / "python"
-                self.uv.install(python, args, compile_bytecode=True)
+                python, prefix = self._uv_target(staging, interpreter)
+                self.uv.install(python, args, prefix=prefix, compile_bytecode=True)
+                make_scripts_relocatable(bin_dir(staging, interpreter))
             return _manifest("base", interpreter, requires)
 
         published = self._store("bases").get_or_build(
@@ -215,11 +216,16 @@ class IsoenvSession:
             nonlocal changes
             if changes is None:
                 changes = self._plan(base, lines)
-            create_venv(staging, interpreter)
+            packages = create_venv(staging, interpreter)
             args = _exact_requirements(changes, lines)
             if args:
-                python = bin_dir(staging, interpreter) / "python"
-                self.uv.install(python, args, no_deps=True, compile_bytecode=True)
+                in_process = interpreter == _interpreter.current()
+                python, prefix = self._uv_target(staging, interpreter)
+                self.uv.install(
+                    python, args, prefix=prefix, no_deps=True, compile_bytecode=not in_process
+                )
+                if in_process:  # saves uv starting an interpreter to compile
+                    compile_bytecode(packages)
             manifest = _manifest("layer", interpreter, lines)
             manifest["resolved"] = {c.name: c.version for c in changes}
             return manifest
@@ -247,6 +253,18 @@ class IsoenvSession:
         )
         return layer if layer.packages or layer.scripts else None
 
+    @staticmethod
+    def _uv_target(root: Path, interpreter: Interpreter) -> tuple[Path, Path | None]:
+        """How to point uv at the env at ``root``: its real interpreter and ``--prefix``.
+
+        uv inspects every interpreter path it has not seen (~50 ms); env paths are new all the
+        time, the real interpreter's path is not. Where ``--prefix`` would not land in the
+        env's site-packages (a distribution's own scheme), the env's python is used.
+        """
+        if interpreter.prefix_purelib == interpreter.purelib:
+            return interpreter.executable, root
+        return bin_dir(root, interpreter) / "python", None
+
     def _plan(
         self, base: SharedEnv, lines: Sequence[RequirementLine], shared: Sequence[SharedEnv] = ()
     ) -> list[Change]:
@@ -256,7 +274,8 @@ class IsoenvSession:
         of the base (or of ``shared``) requires a version it excludes: that is a conflict.
         """
         args = [arg for line in lines for arg in line.uv_args()]
-        changes = self.uv.plan(base.python, args)
+        python, prefix = self._uv_target(base.path, base.interpreter)
+        changes = self.uv.plan(python, args, prefix=prefix)
         versions = {c.name: c.version for c in changes if c.version}
         problems = broken_by(versions, [base, *shared], [c.name for c in changes])
         if problems:
@@ -299,7 +318,9 @@ class IsoenvSession:
         missing = [c for c in changes if c.version and present.get(c.name) != c.version]
         args = _exact_requirements(missing, lines)
         if args:
-            self.uv.install(env.python, args, no_deps=True)
+            python, prefix = self._uv_target(env.path, env.base.interpreter)
+            self.uv.install(python, args, prefix=prefix, no_deps=True)
+            make_scripts_relocatable(env.bin)
         added = [f"{c.name}=={c.version}" for c in missing]
         added += [str(line) for line in lines if _is_direct(line)]
         self.events.append(Event("install", f"installed {', '.join(added) or 'nothing new'}"))

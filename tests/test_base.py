@@ -226,3 +226,27 @@ def test_verbose_mode_shows_per_test_env_work(pytester: pytest.Pytester, offline
             "isoenv: *::test_install: installed iso-a==1.0, iso-b==1.0",
         ]
     )
+
+
+def test_base_and_layers_are_byte_compiled_so_tests_never_write_into_them(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    _ini(pytester, "iso-a==1.0")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_base(isoenv):
+            isoenv.run("python", "-c", "import iso_a")
+
+        @pytest.mark.isoenv(requires=["iso-b", "iso-cli"])
+        def test_layer(isoenv):
+            isoenv.run("python", "-c", "import iso_b, iso_cli")
+            assert list((isoenv.layer.site_packages / "iso_b" / "__pycache__").glob("*.pyc"))
+        """
+    )
+    for verb in ("built", "reused"):
+        result = pytester.runpytest_subprocess("--isoenv-base=cache", "-v")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines([f"isoenv: base {verb}*", f"*layer {verb}*iso-b, iso-cli*"])
