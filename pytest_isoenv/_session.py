@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ._interpreter import Interpreter
 from ._requirements import PEP508, RequirementLine, digest, lines_digest
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
-from ._store import FORMAT_VERSION, Store, secure_directory
+from ._store import FORMAT_VERSION, Published, Store, secure_directory
 from ._uv import Change, Uv, install_settings
 from ._venv import bin_dir, compile_bytecode, create_venv, make_scripts_relocatable
 
@@ -78,6 +78,27 @@ class IsoenvSession:
             return Store(secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}" / kind)
         return Store(self.session_dir / kind)
 
+    def _publish(
+        self,
+        kind: str,
+        key: str,
+        interpreter: Interpreter,
+        build: Callable[[Path], dict[str, Any]],
+    ) -> tuple[SharedEnv, Published]:
+        """The shared env of ``kind`` under ``key``: reused when it verifies, else built."""
+        published = self._store(kind).get_or_build(
+            key, build, lambda root, manifest: verify_venv(root, manifest, interpreter)
+        )
+        env = SharedEnv.load(
+            published.path,
+            interpreter,
+            key,
+            published.manifest,
+            built=published.built,
+            seconds=published.seconds,
+        )
+        return env, published
+
     # -- the base ------------------------------------------------------------------------
 
     def base(self) -> SharedEnv:
@@ -128,17 +149,7 @@ class IsoenvSession:
                 make_scripts_relocatable(bin_dir(staging, interpreter))
             return _manifest("base", interpreter, requires)
 
-        published = self._store("bases").get_or_build(
-            key, build, lambda root, manifest: verify_venv(root, manifest, interpreter)
-        )
-        base = SharedEnv.load(
-            published.path,
-            interpreter,
-            key,
-            published.manifest,
-            built=published.built,
-            seconds=published.seconds,
-        )
+        base, published = self._publish("bases", key, interpreter, build)
         verb = "built" if published.built else "reused"
         why = f" (previous one discarded: {published.replaced})" if published.replaced else ""
         self.events.append(
@@ -230,17 +241,7 @@ class IsoenvSession:
             manifest["resolved"] = {c.name: c.version for c in changes}
             return manifest
 
-        published = self._store("layers").get_or_build(
-            key, build, lambda root, manifest: verify_venv(root, manifest, interpreter)
-        )
-        layer = SharedEnv.load(
-            published.path,
-            interpreter,
-            key,
-            published.manifest,
-            built=published.built,
-            seconds=published.seconds,
-        )
+        layer, published = self._publish("layers", key, interpreter, build)
         verb = "built" if published.built else "reused"
         self.events.append(
             Event(
