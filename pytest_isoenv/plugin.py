@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import _session_dir
 from ._derived import DerivedEnv
 from ._errors import BaseBuildError, InstallError, MarkerError, SharedEnvModified
 from ._requirements import RequirementLine, parse_lines
@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if found is not None and SESSION_DIR_KEY in found:
         session_dir = Path(found[SESSION_DIR_KEY])
     else:
-        session_dir = Path(tempfile.mkdtemp(prefix="pytest-isoenv-"))
+        session_dir = _session_dir.create()
         config.stash[_OWNED_DIR_KEY] = session_dir
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistGlue(str(session_dir)), "isoenv-xdist")

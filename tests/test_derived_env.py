@@ -336,3 +336,42 @@ def test_pip_never_falls_back_to_the_hosts_and_uv_always_resolves(
         """
     )
     pytester.runpytest_subprocess().assert_outcomes(passed=2)
+
+
+def test_envs_of_a_killed_run_are_removed_by_the_next_run(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmpdir = pytester.path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_hangs(isoenv):
+            print("STARTED", flush=True)
+            time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while "STARTED" not in proc.stdout.readline():
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert list(tmpdir.glob("pytest-isoenv-*/derived/*/env-*")), "nothing to clean up?"
+    pytester.makepyfile("def test_ok(isoenv): pass")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not list(tmpdir.glob("pytest-isoenv-*")), "the killed run's envs were left behind"
