@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunError
-from ._link import write_link
 from ._requirements import RequirementLine, parse_lines
 from ._shared_env import SharedEnv, installed_packages
-from ._venv import bin_dir, site_packages, write_scripts
+from ._venv import bin_dir, create_venv, site_packages, write_scripts
 
 if TYPE_CHECKING:
     from ._session import IsoenvSession
@@ -54,21 +53,13 @@ class DerivedEnv(os.PathLike[str]):
         self._session = session
         self._env: dict[str, str] | None = None
 
-    @classmethod
-    def create(
-        cls,
-        path: Path,
-        base: SharedEnv,
-        layer: SharedEnv | None,
-        requirements: tuple[RequirementLine, ...],
-        session: IsoenvSession,
-    ) -> DerivedEnv:
-        """Turn the bare venv at ``path`` into a derived env of ``base`` (and ``layer``)."""
+    @staticmethod
+    def make(path: Path, base: SharedEnv, layer: SharedEnv | None) -> None:
+        """Write a derived env of ``base`` (and ``layer``) at ``path``, which must not exist."""
         shared = [env for env in (layer, base) if env is not None]
-        write_link(site_packages(path, base.interpreter), [env.site_packages for env in shared])
+        create_venv(path, base.interpreter, [env.site_packages for env in shared])
         for env in reversed(shared):  # the layer's scripts win over the base's
             write_scripts(env.scripts, bin_dir(path, base.interpreter))
-        return cls(path, base, layer, requirements, session)
 
     def __fspath__(self) -> str:
         return str(self.path)

@@ -290,9 +290,12 @@ class IsoenvSession:
         base = self.base()
         layer = self.layer(lines)
         if self._factory is None:
-            root = self.session_dir / "derived" / self.worker_id
-            self._factory = EnvFactory(root, base.interpreter)
-        return DerivedEnv.create(self._factory.take(), base, layer, lines, self)
+            self._factory = EnvFactory(self.session_dir / "derived" / self.worker_id)
+        path = self._factory.take(
+            (base.path, layer.path if layer else None),
+            lambda root: DerivedEnv.make(root, base, layer),
+        )
+        return DerivedEnv(path, base, layer, lines, self)
 
     def release(self, env: DerivedEnv) -> None:
         """Delete a derived env: its path vanishes now, its files go in the background."""

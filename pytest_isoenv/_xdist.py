@@ -25,10 +25,11 @@ def worker_id(config: pytest.Config) -> str:
 
 
 class XdistGlue:
-    """Registered on the controller only when pytest-xdist is active."""
+    """Registered on the controller; its hook only exists (and runs) where xdist is loaded."""
 
     def __init__(self, session_dir: str) -> None:
         self.session_dir = session_dir
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[SESSION_DIR_KEY] = self.session_dir

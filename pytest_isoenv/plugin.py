@@ -48,8 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         session_dir = _session_dir.create()
         config.stash[_OWNED_DIR_KEY] = session_dir
-        if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistGlue(str(session_dir)), "isoenv-xdist")
+        # Always: xdist may be loaded after us (-p xdist.plugin), and the hook is optional.
+        config.pluginmanager.register(XdistGlue(str(session_dir)), "isoenv-xdist")
     config.stash[_SESSION_KEY] = IsoenvSession(settings, session_dir, worker_id(config))
 
 

@@ -161,7 +161,7 @@ def test_install_adds_only_what_the_base_lacks_to_this_env_only(
         def test_base_untouched(isoenv, isoenv_base):
             assert isoenv.run("python", "-c", VERSION).stdout.strip() == "1.0"
             assert isoenv_base.packages == {"iso-a": "1.0"}
-            isoenv.run("python", "-c", "import iso_b", check=False).returncode == 1
+            assert isoenv.run("python", "-c", "import iso_b", check=False).returncode == 1
         """
     )
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
@@ -375,3 +375,34 @@ def test_envs_of_a_killed_run_are_removed_by_the_next_run(
     pytester.makepyfile("def test_ok(isoenv): pass")
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert not list(tmpdir.glob("pytest-isoenv-*")), "the killed run's envs were left behind"
+
+
+def test_every_test_gets_a_fresh_env_even_when_envs_are_recycled(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        SEEN = []
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_env(isoenv, n):
+            assert isoenv.path not in SEEN
+            SEEN.append(isoenv.path)
+            assert not (isoenv.path / "mine.txt").exists()
+            assert not (isoenv.site_packages / "mine.py").exists()
+            assert not (isoenv.bin / "mine").exists()
+            assert (isoenv.bin / "iso-cli").read_text().endswith("main())\\n")
+            if n == 1:
+                (isoenv.path / "mine.txt").write_text("x")
+            if n == 2:
+                (isoenv.site_packages / "mine.py").write_text("x")
+            if n == 3:
+                (isoenv.bin / "iso-cli").write_text("changed in place")
+            if n == 4:
+                (isoenv.bin / "mine").write_text("x")
+        """
+    )
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-cli"]\n')
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=6)
