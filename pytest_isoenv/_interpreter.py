@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._errors import IsoenvError
+
 # Run in-process for the current interpreter and with `python -c` for any other, so both
 # read the same facts the same way. It defines FACTS and must stay Python 3.6-compatible.
 _FACTS_SCRIPT = r"""
@@ -112,7 +114,11 @@ def inspect(python: Path) -> Interpreter:
         return current()
     script = _FACTS_SCRIPT + "\nimport json; print(json.dumps(FACTS))\n"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    out = subprocess.run(
-        [str(python), "-I", "-c", script], capture_output=True, text=True, check=True, env=env
-    )
-    return _from_facts(json.loads(out.stdout))
+    try:
+        out = subprocess.run(
+            [str(python), "-I", "-c", script], capture_output=True, text=True, check=True, env=env
+        )
+        return _from_facts(json.loads(out.stdout))
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError) as error:
+        detail = getattr(error, "stderr", None) or error
+        raise IsoenvError(f"{python} is not a working Python interpreter: {detail}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,14 @@ class RequirementLine:
         return str(self)
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or (os.sep in text and "@" not in text)
+    """A local path: explicit (``./x``, ``/x``, ``~/x``), or a bare ``dir/x`` with no spaces."""
+    if text.startswith((".", "/", "~")):
+        return True
+    return os.sep in text and not any(c in text for c in " ;@=<>!~[]")
 
 
 def parse_line(text: str, rootdir: Path) -> RequirementLine:
@@ -105,10 +112,10 @@ def parse_line(text: str, rootdir: Path) -> RequirementLine:
                 return RequirementLine(kind, str(_absolute(target, rootdir)))
     if line.startswith("-"):
         raise MarkerError(f"{text!r}: only -e PATH and -r FILE options are understood")
+    if _URL.match(line):
+        return RequirementLine(URL, line)
     if _looks_like_path(line):
         return RequirementLine(PATH, str(_absolute(line, rootdir)))
-    if "://" in line and " @ " not in line and "@" not in line.split("://", 1)[0]:
-        return RequirementLine(URL, line)
     try:
         requirement = Requirement(line)
     except InvalidRequirement as error:
