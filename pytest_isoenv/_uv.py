@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +46,12 @@ INSTALL_VARIABLES = (
 # Variables that would point uv (or the interpreters it queries) somewhere else than we ask.
 _DROPPED_VARIABLES = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME", "UV_PYTHON")
 _TRUE = ("1", "true", "yes", "on")
+# What uv says when ``--offline`` failed only because its cache could not answer: then, and
+# only then, asking the index can help. Any other failure (a full disk, a bad requirement) is
+# reported as it is: a second attempt over a half-done install could even "succeed".
+_CACHE_MISS = re.compile(
+    r"network connectivity is disabled|network was disabled|not found in the cache", re.IGNORECASE
+)
 
 
 def install_settings(environ: Mapping[str, str], no_index: bool) -> dict[str, str]:
@@ -90,6 +98,8 @@ class Uv:
         self.refresh = refresh
         self.environ = {k: v for k, v in os.environ.items() if k not in _DROPPED_VARIABLES}
         self.environ["UV_NO_PROGRESS"] = "1"
+        # uv runs interpreters (bytecode compilation, build backends): no user site in them
+        self.environ["PYTHONNOUSERSITE"] = "1"
         # uv wraps its messages at COLUMNS; pytest shows them again, so keep each one a line.
         self.environ["COLUMNS"] = "10000"
         self.user_offline = os.environ.get("UV_OFFLINE", "").lower() in _TRUE
@@ -108,7 +118,9 @@ class Uv:
         Raise ``InstallError`` with uv's message. ``prefix`` spares uv from inspecting a new
         interpreter (~50 ms) for every new env: it reuses what it knows of ``python``.
         """
-        args = ["pip", "install", "--python", str(python)]
+        # Copies, never hard links into uv's cache: a test that writes into a file of its env
+        # (or of a shared env) would otherwise change uv's cache and every env linked to it.
+        args = ["pip", "install", "--link-mode", "copy", "--python", str(python)]
         if prefix is not None:
             args += ["--prefix", str(prefix)]
         if no_deps:
@@ -146,8 +158,10 @@ class Uv:
             return self._run(args, requirements)
         try:
             return self._run([*args, "--offline"], requirements)
-        except InstallError:
-            pass  # uv's cache cannot answer: ask the index (its message is the one to show)
+        except InstallError as error:
+            if not _CACHE_MISS.search(" ".join(error.output.split())):
+                raise
+        # uv's cache cannot answer: ask the index (its message is the one to show)
         return self._run(args, requirements)
 
     def _run(self, args: list[str], requirements: Sequence[str]) -> str:
@@ -164,9 +178,28 @@ class Uv:
             )
         except OSError as error:
             raise InstallError(_display(requirements), f"could not run uv: {error}") from None
+        if done.returncode < 0:
+            raise InstallError(
+                _display(requirements),
+                f"{_without_noise(done.stderr)}\n{_killed_by(-done.returncode)}".strip(),
+            )
         if done.returncode != 0:
             raise InstallError(_display(requirements), _without_noise(done.stderr or done.stdout))
         return done.stdout
+
+
+def _killed_by(number: int) -> str:
+    """Why uv stopped without a word: the signal that killed it, and what it usually means."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    meaning = {
+        "SIGXFSZ": " (a file grew past the file size limit, ulimit -f)",
+        "SIGKILL": " (out of memory, or killed by someone)",
+        "SIGSEGV": " (a crash)",
+    }.get(name, "")
+    return f"uv was killed by {name}{meaning}"
 
 
 def _display(requirements: Sequence[str]) -> list[str]:
