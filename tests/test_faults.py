@@ -698,9 +698,10 @@ def test_ctrl_c_removes_envs_releases_locks_and_the_next_session_is_healthy(
         f"""
         import os, time, pytest
 
-        def _note(env):
-            with open({str(note)!r}, "w") as handle:
+        def _note(env):  # atomically: the outer test acts as soon as the note exists
+            with open({str(note)!r} + ".tmp", "w") as handle:
                 handle.write(str(env.path))
+            os.replace({str(note)!r} + ".tmp", {str(note)!r})
 
         def test_during_test(isoenv):
             _note(isoenv)
