@@ -249,6 +249,11 @@ class IsoenvSession:
                 (
                     f"layer {verb} in {time.perf_counter() - start:.2f}s for {', '.join(wanted)}: "
                     f"{', '.join(f'{n}=={v}' for n, v in layer.packages.items()) or 'nothing new'}"
+                    + (
+                        f" (previous one discarded: {published.replaced})"
+                        if published.replaced
+                        else ""
+                    )
                 ),
             )
         )

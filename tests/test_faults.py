@@ -496,7 +496,9 @@ def test_a_cached_layer_damaged_after_publication_is_rebuilt(
     result = pytester.runpytest_subprocess("--isoenv-base=cache", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["isoenv: *::test_cli: layer built in *s for iso-cli: iso-cli==1.0"]
+        [
+            "isoenv: *::test_cli: layer built in *s for iso-cli: iso-cli==1.0 (previous one discarded: *)"
+        ]
     )
     assert _content(layer) == before
     _assert_verifies(layer)
