@@ -1,19 +1,34 @@
-"""Markers on several levels combine; tests that ask for the same extras share one layer."""
+"""Stacked envs: test env -> layer -> base. Markers on several levels add up.
+
+Every test in this module needs six 1.16.0 (the base ships 1.17.0); one needs packaging too.
+A marker on a class works the same way.
+"""
 
 import pytest
 
 pytestmark = pytest.mark.isoenv(requires=["six==1.16.0"])
 
+SYS_PATH = "import sys; print('\\n'.join(sys.path))"
+
 
 def test_module_marker(isoenv):
     assert isoenv.requirements == ("six==1.16.0",)
-    out = isoenv.run("python", "-c", "import six; print(six.__version__)")
-    assert out.stdout.strip() == "1.16.0"
+    # The layer's six shadows the base's: the stack is searched top down.
+    assert isoenv.layer.packages == {"six": "1.16.0"}
+    assert isoenv.base.packages["six"] == "1.17.0"
+    assert isoenv.packages()["six"] == "1.16.0"
 
 
 @pytest.mark.isoenv(requires=["packaging>=23"])
 def test_module_and_function_markers(isoenv):
     assert isoenv.requirements == ("six==1.16.0", "packaging>=23")
-    isoenv.run("python", "-c", "import six, packaging")
-    # the layer holds exactly what the base lacks for this test
+    # One layer holds exactly what the base lacks for this test's combined requirements.
     assert set(isoenv.layer.packages) == {"six", "packaging"}
+    isoenv.run("python", "-c", "import six, packaging")
+
+
+def test_the_stack_order(isoenv):
+    paths = isoenv.run("python", "-c", SYS_PATH).stdout.splitlines()
+    stack = [isoenv.site_packages, isoenv.layer.site_packages, isoenv.base.site_packages]
+    positions = [paths.index(str(site)) for site in stack]
+    assert positions == sorted(positions)

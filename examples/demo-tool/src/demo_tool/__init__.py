@@ -1,4 +1,4 @@
-"""demo-tool: prints its version, and which optional helpers it can see."""
+"""demo-tool: prints its version (and, with --env, the environment it runs in)."""
 
 import sys
 
@@ -6,12 +6,6 @@ __version__ = "1.2.0"
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--version"]:
-        print(f"demo-tool {__version__}")
-        return
-    try:
-        import six
-    except ImportError:
-        print("six: none")
-    else:
-        print(f"six: {six.__version__}")
+    print(f"demo-tool {__version__}")
+    if "--env" in sys.argv[1:]:
+        print(sys.prefix)
