@@ -23,7 +23,7 @@ from packaging.specifiers import InvalidSpecifier
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import _interpreter, _progress
+from . import _interpreter
 from ._compose import Source, link_sources, mirror_bytecode, site_sources
 from ._derived import DerivedEnv
 from ._dists import DistStore, Entry, entries_json
@@ -158,8 +158,7 @@ class IsoenvSession:
             }
         else:
             stale = {"stale_before": self.stale_before}
-        with _progress.announced(f"building {what}"):
-            published = self._store(kind).get_or_build(key, build, verify, what=what, **stale)
+        published = self._store(kind).get_or_build(key, build, verify, what=what, **stale)
         if key not in entries:  # just built: its entries verified as they were stored
             verify(published.path, published.manifest)
         env = SharedEnv.load(

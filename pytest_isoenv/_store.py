@@ -110,7 +110,8 @@ class Store:
                 return Published(final, _manifest(final), False, time.perf_counter() - start, None)
             self._remove_leftovers(key)
             replaced = problem if os.path.lexists(final) else None
-            manifest = self._build(final, key, build)
+            with _progress.announced(f"building {what}"):
+                manifest = self._build(final, key, build)
         return Published(final, manifest, True, time.perf_counter() - start, replaced)
 
     @contextmanager
