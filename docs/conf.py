@@ -50,4 +50,8 @@ nitpick_ignore_regex = [
 
 html_theme = "furo"
 html_title = f"pytest-isoenv {release}"
-html_theme_options = {"source_repository": repository, "source_branch": "main"}
+html_theme_options = {
+    "source_repository": repository,
+    "source_branch": "main",
+    "source_directory": "docs/",
+}
