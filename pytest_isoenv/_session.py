@@ -23,7 +23,7 @@ from packaging.specifiers import InvalidSpecifier
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import _interpreter
+from . import _interpreter, _usage
 from ._compose import Source, link_sources, mirror_bytecode, site_sources
 from ._derived import DerivedEnv
 from ._dists import DistStore, Entry, entries_json
@@ -158,6 +158,9 @@ class IsoenvSession:
             }
         else:
             stale = {"stale_before": self.stale_before}
+        if self.settings.base == CACHE:  # held before it is read: pruning passes it by
+            (self.root / kind).mkdir(parents=True, exist_ok=True)
+            _usage.hold(self.root / kind / key)
         published = self._store(kind).get_or_build(key, build, verify, what=what, **stale)
         if key not in entries:  # just built: its entries verified as they were stored
             verify(published.path, published.manifest)
@@ -524,10 +527,11 @@ class IsoenvSession:
             self._factory.give_back(env.path)
 
     def close(self) -> None:
-        """Delete every derived env this process made."""
+        """Delete every derived env this process made; let go of the shared envs."""
         if self._factory is not None:
             self._factory.close()
             self._factory = None
+        _usage.release_all()
 
     def install_into(self, env: DerivedEnv, lines: tuple[RequirementLine, ...]) -> list[str]:
         """Install what ``env`` lacks for ``lines`` into it alone; return what was added.
