@@ -9,6 +9,7 @@ uv installs only what is not stored yet, into a staging prefix that is split int
 from __future__ import annotations
 
 import ensurepip
+import functools
 import json
 import os
 import time
@@ -90,20 +91,35 @@ class IsoenvSession:
 
     @property
     def root(self) -> Path:
-        """Where shared envs, stored distributions and bytecode live."""
+        """Where bases and layers live: the cache, or this session's own directory."""
         if self.settings.base == CACHE:
             return secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}"
         return self.session_dir
 
+    @functools.cached_property
+    def store_root(self) -> Path:
+        """Where stored distributions and bytecode live: the cache, whatever the base mode.
+
+        Distributions are immutable and verified before use, so a session base built fresh
+        still links the copies earlier sessions stored, and imports bytecode they compiled.
+        A cache dir that cannot be used leaves them in the session's own directory.
+        """
+        try:
+            return secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}"
+        except IsoenvError:
+            if self.settings.base == CACHE:
+                raise
+            return self.session_dir
+
     @property
     def pycache(self) -> Path:
         """The ``sys.pycache_prefix`` of every env: bytecode never lands in a shared env."""
-        return self.root / "pycache"
+        return self.store_root / "pycache"
 
     @property
     def dists(self) -> DistStore:
         if self._dists is None:
-            self._dists = DistStore(self.root / "dists")
+            self._dists = DistStore(self.store_root / "dists")
         return self._dists
 
     def _store(self, kind: str) -> Store:
@@ -246,19 +262,46 @@ class IsoenvSession:
             lines_digest(self.settings.requires),
         ]
         if self.settings.refresh and self.settings.requires:  # what they resolve to today
-            parts.append(json.dumps(self._resolve(self.settings.requires)))
+            resolved = sorted(
+                (c.name, c.version or "") for c in self._resolve(self.settings.requires)
+            )
+            parts.append(json.dumps(resolved))
         return digest(parts)
 
-    def _resolve(self, lines: Sequence[RequirementLine]) -> list[tuple[str, str | None]]:
+    def _resolve(self, lines: Sequence[RequirementLine]) -> list[Change]:
         """What ``lines`` resolve to on their own (uv, against an empty env)."""
+        if not lines:
+            return []
         empty = self.session_dir / f"resolve-{uuid.uuid4().hex[:8]}"
         try:
             create_venv(empty, self.interpreter)
             python, prefix = self._uv_target(empty, self.interpreter)
-            changes = self.uv.plan(python, _args(lines), prefix=prefix)
+            return self.uv.plan(python, _args(lines), prefix=prefix)
         finally:
             remove_tree(empty)
-        return sorted((c.name, c.version) for c in changes)
+
+    def _stored(
+        self, interpreter: Interpreter, changes: Sequence[Change], lines: Sequence[RequirementLine]
+    ) -> list[Entry]:
+        """The entries of ``changes``: stored ones as they are, the others installed now."""
+        settings = self._settings_digest(interpreter)
+        direct = _direct_names(lines)
+        stored: list[Entry] = []
+        missing: list[Change] = []
+        for change in changes:
+            found = (
+                self.dists.lookup(change.name, change.version, settings)
+                if change.version and canonicalize_name(change.name) not in direct
+                else None
+            )
+            if found is not None:
+                stored.append(found)
+            else:
+                missing.append(change)
+        installed = self._install_entries(
+            interpreter, _exact_requirements(missing, lines), no_deps=True
+        )
+        return stored + installed
 
     def _published_base(self, *, damaged_since: float | None = None) -> SharedEnv:
         interpreter = self.interpreter
@@ -266,7 +309,7 @@ class IsoenvSession:
         key = self.base_key()
 
         def build(staging: Path) -> dict[str, Any]:
-            entries = self._install_entries(interpreter, _args(requires), no_deps=False)
+            entries = self._stored(interpreter, self._resolve(requires), requires)
             self._compose(staging, interpreter, _sources(entries), _scripts(entries))
             manifest = _manifest("base", interpreter, requires)
             manifest["entries"] = entries_json(entries)
@@ -355,27 +398,11 @@ class IsoenvSession:
             parts.append(json.dumps([[c.name, c.version] for c in changes]))
         key = digest(parts)
         interpreter = base.interpreter
-        settings = self._settings_digest(interpreter)
         start = time.perf_counter()
 
         def build(staging: Path) -> dict[str, Any]:
             planned = changes if changes is not None else self._plan_layer(base, lines)
-            direct = _direct_names(lines)
-            stored: list[Entry] = []
-            missing: list[Change] = []
-            for change in planned:
-                found = (
-                    self.dists.lookup(change.name, change.version, settings)
-                    if change.version and canonicalize_name(change.name) not in direct
-                    else None
-                )
-                if found is not None:
-                    stored.append(found)
-                else:
-                    missing.append(change)
-            own = stored + self._install_entries(
-                interpreter, _exact_requirements(missing, lines), no_deps=True
-            )
+            own = self._stored(interpreter, planned, lines)
             names = {entry.name for entry in own}
             kept = [source for source in self._base_sources(base) if source.dist not in names]
             replaced = {entry.name for entry in base.entries if entry.name in names}
@@ -525,6 +552,11 @@ class IsoenvSession:
         """Delete a derived env: its path vanishes now, its files go in the background."""
         if self._factory is not None:
             self._factory.give_back(env.path)
+
+    def remove_session_files(self) -> None:
+        """Delete what this session (its controller) left outside its own directory."""
+        if self.store_root != self.session_dir:
+            remove_tree(self.pycache / str(self.session_dir).lstrip(os.sep))
 
     def close(self) -> None:
         """Delete every derived env this process made; let go of the shared envs."""

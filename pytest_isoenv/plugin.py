@@ -59,6 +59,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.close()
     owned = config.stash.get(_OWNED_DIR_KEY, None)
     if owned is not None:
+        if session is not None:
+            session.remove_session_files()
         shutil.rmtree(owned, ignore_errors=True)
 
 
