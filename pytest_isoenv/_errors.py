@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
+from ._redact import redact
+
 
 class IsoenvError(Exception):
     """Base class of every error pytest-isoenv raises."""
@@ -18,8 +20,9 @@ class InstallError(IsoenvError):
     """uv could not install the requested requirements (missing package, conflict, network)."""
 
     def __init__(self, requirements: Sequence[str], output: str) -> None:
-        self.requirements = tuple(requirements)
-        self.output = output.strip()
+        # Credentials in requirement URLs (and in uv's words about them) are never shown.
+        self.requirements = tuple(redact(r) for r in requirements)
+        self.output = redact(output.strip())
         wanted = ", ".join(self.requirements) or "(nothing)"
         super().__init__(f"could not install {wanted}:\n{self.output}")
 

@@ -23,7 +23,7 @@ from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
 from ._fingerprint import DirectorySnapshot
 from ._interpreter import Interpreter
-from ._requirements import PEP508, RequirementLine, digest, lines_digest
+from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_project_names
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
@@ -145,7 +145,13 @@ class IsoenvSession:
             args = [arg for line in requires for arg in line.uv_args()]
             if args:
                 python, prefix = self._uv_target(staging, interpreter)
-                self.uv.install(python, args, prefix=prefix, compile_bytecode=True)
+                self.uv.install(
+                    python,
+                    args,
+                    prefix=prefix,
+                    compile_bytecode=True,
+                    rebuild=local_project_names(requires),
+                )
                 make_scripts_relocatable(bin_dir(staging, interpreter))
             return _manifest("base", interpreter, requires)
 
@@ -174,7 +180,7 @@ class IsoenvSession:
             built=False,
             seconds=0.0,
         )
-        missing = self._plan(base, self.settings.requires)
+        missing = self._plan(base, self.settings.requires, rebuild=False)
         if missing:
             wanted = ", ".join(f"{c.name}=={c.version}" if c.version else c.name for c in missing)
             raise IsoenvError(
@@ -233,7 +239,12 @@ class IsoenvSession:
                 in_process = interpreter == _interpreter.current()
                 python, prefix = self._uv_target(staging, interpreter)
                 self.uv.install(
-                    python, args, prefix=prefix, no_deps=True, compile_bytecode=not in_process
+                    python,
+                    args,
+                    prefix=prefix,
+                    no_deps=True,
+                    compile_bytecode=not in_process,
+                    rebuild=local_project_names(lines),
                 )
                 if in_process:  # saves uv starting an interpreter to compile
                     compile_bytecode(packages)
@@ -272,7 +283,12 @@ class IsoenvSession:
         return bin_dir(root, interpreter) / "python", None
 
     def _plan(
-        self, base: SharedEnv, lines: Sequence[RequirementLine], shared: Sequence[SharedEnv] = ()
+        self,
+        base: SharedEnv,
+        lines: Sequence[RequirementLine],
+        shared: Sequence[SharedEnv] = (),
+        *,
+        rebuild: bool = True,
     ) -> list[Change]:
         """What the base lacks for ``lines``: base versions that satisfy them are kept.
 
@@ -281,7 +297,10 @@ class IsoenvSession:
         """
         args = [arg for line in lines for arg in line.uv_args()]
         python, prefix = self._uv_target(base.path, base.interpreter)
-        changes = self.uv.plan(python, args, prefix=prefix)
+        # Local projects are built again (uv's cache may hold an old build of their source);
+        # not when checking a read-only base, where a rebuild would always look missing.
+        names = local_project_names(lines) if rebuild else []
+        changes = self.uv.plan(python, args, prefix=prefix, rebuild=names)
         versions = {c.name: c.version for c in changes if c.version}
         problems = broken_by(versions, [base, *shared], [c.name for c in changes])
         if problems:
@@ -328,7 +347,9 @@ class IsoenvSession:
         args = _exact_requirements(missing, lines)
         if args:
             python, prefix = self._uv_target(env.path, env.base.interpreter)
-            self.uv.install(python, args, prefix=prefix, no_deps=True)
+            self.uv.install(
+                python, args, prefix=prefix, no_deps=True, rebuild=local_project_names(lines)
+            )
             make_scripts_relocatable(env.bin)
         added = [f"{c.name}=={c.version}" for c in missing]
         added += [str(line) for line in lines if _is_direct(line)]
