@@ -186,6 +186,7 @@ class Uv:
         ``rebuild`` names local projects uv must build again rather than take from its cache
         (``local_project_names``).
         """
+        __tracebackhide__ = True  # pytest: its arguments hold credentials; the message does not
         # Copies, never hard links into uv's cache: a test that writes into a file of its env
         # (or of a shared env) would otherwise change uv's cache and every env linked to it.
         args = ["pip", "install", "--link-mode", "copy", "--python", str(python)]
@@ -206,6 +207,7 @@ class Uv:
         rebuild: Sequence[str] = (),
     ) -> list[Change]:
         """What the env of ``python`` (or ``prefix``) would need added for ``requirements``."""
+        __tracebackhide__ = True
         args = ["pip", "install", "--dry-run", "--output-format", "json", "--python", str(python)]
         if prefix is not None:
             args += ["--prefix", str(prefix)]
@@ -223,6 +225,7 @@ class Uv:
         ]
 
     def _offline_first(self, args: list[str], requirements: Sequence[str]) -> str:
+        __tracebackhide__ = True
         if self.no_index:
             args = [*args, "--no-index"]
         if self.refresh:
@@ -238,6 +241,7 @@ class Uv:
         return self._run(args, requirements)
 
     def _run(self, args: list[str], requirements: Sequence[str]) -> str:
+        __tracebackhide__ = True
         command = [self.binary, *args, *requirements]
         try:
             returncode, stdout, stderr = run_in_group(command, cwd=self.cwd, env=self.environ)
