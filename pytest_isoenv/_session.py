@@ -32,7 +32,7 @@ from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
 from ._fingerprint import DirectorySnapshot
 from ._interpreter import Interpreter
-from ._requirements import PEP508, RequirementLine, digest, lines_digest
+from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_project_names
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
@@ -203,8 +203,13 @@ class IsoenvSession:
         no_deps: bool,
         settings: str | None = None,
         index_direct: bool = False,
+        rebuild: Sequence[str] = (),
     ) -> list[Entry]:
-        """Install ``args`` into a staging prefix and store what landed there, one entry each."""
+        """Install ``args`` into a staging prefix and store what landed there, one entry each.
+
+        ``rebuild`` names local projects uv must build again (its cache keys their builds by
+        ``pyproject.toml`` mtimes, so it could serve an old build of an edited source).
+        """
         if not args:
             return []
         self.dists.root.mkdir(parents=True, exist_ok=True)
@@ -212,7 +217,7 @@ class IsoenvSession:
         try:
             create_venv(staging, interpreter)
             python, prefix = self._uv_target(staging, interpreter)
-            self.uv.install(python, args, prefix=prefix, no_deps=no_deps)
+            self.uv.install(python, args, prefix=prefix, no_deps=no_deps, rebuild=rebuild)
             return self.dists.add_install(
                 staging,
                 interpreter.purelib,
@@ -276,7 +281,8 @@ class IsoenvSession:
         try:
             create_venv(empty, self.interpreter)
             python, prefix = self._uv_target(empty, self.interpreter)
-            return self.uv.plan(python, _args(lines), prefix=prefix)
+            names = local_project_names(lines)
+            return self.uv.plan(python, _args(lines), prefix=prefix, rebuild=names)
         finally:
             remove_tree(empty)
 
@@ -299,7 +305,10 @@ class IsoenvSession:
             else:
                 missing.append(change)
         installed = self._install_entries(
-            interpreter, _exact_requirements(missing, lines), no_deps=True
+            interpreter,
+            _exact_requirements(missing, lines),
+            no_deps=True,
+            rebuild=local_project_names(lines),
         )
         return stored + installed
 
@@ -441,7 +450,7 @@ class IsoenvSession:
         """
         together = _overridden(self.settings.requires, lines)
         try:
-            return self._plan(base, together)
+            return self._plan(base, together, new=lines)
         except InstallError as error:
             if not self.settings.requires:
                 raise
@@ -467,7 +476,12 @@ class IsoenvSession:
         return bin_dir(root, interpreter) / "python", None
 
     def _plan(
-        self, view: SharedEnv, lines: Sequence[RequirementLine], extra: Sequence[Path] = ()
+        self,
+        view: SharedEnv,
+        lines: Sequence[RequirementLine],
+        extra: Sequence[Path] = (),
+        *,
+        new: Sequence[RequirementLine] = (),
     ) -> list[Change]:
         """What ``view`` (with the site-packages in ``extra``) lacks for ``lines``.
 
@@ -476,7 +490,11 @@ class IsoenvSession:
         requirement of a distribution that stays is a conflict.
         """
         python, prefix = self._uv_target(view.path, view.interpreter)
-        changes = self.uv.plan(python, _args(lines), prefix=prefix)
+        # The local projects ``new`` asks for are built again (uv's cache may hold an old
+        # build of their source); the ones the view holds already were built for it.
+        changes = self.uv.plan(
+            python, _args(lines), prefix=prefix, rebuild=local_project_names(new)
+        )
         visible = installed_packages([*extra, view.site_packages])
         changes = [
             c
@@ -576,11 +594,12 @@ class IsoenvSession:
             _overridden(self.settings.requires, env.marker_lines),
             [*env.installed_lines, *lines],
         )
-        missing = self._plan(view, asked, [env.site_packages])
+        missing = self._plan(view, asked, [env.site_packages], new=lines)
         args = _exact_requirements(missing, lines)
         if args:
             python, prefix = self._uv_target(env.path, env.base.interpreter)
-            self.uv.install(python, args, prefix=prefix, no_deps=True)
+            names = local_project_names(lines)
+            self.uv.install(python, args, prefix=prefix, no_deps=True, rebuild=names)
             _relocatable(env.bin)
         added = [f"{c.name}=={c.version}" for c in missing if c.version]
         added += [str(line) for line in lines if _is_direct(line)]

@@ -28,6 +28,11 @@ REFRESH_HELP = (
     "re-resolve cached layers."
 )
 
+REBUILD_HELP = (
+    "Build the base and every layer this session uses again, even when a cached one matches "
+    "(after a change the cache key cannot see)."
+)
+
 SESSION, CACHE = "session", "cache"
 
 
@@ -41,6 +46,7 @@ class Settings:
     no_index: bool
     refresh: bool
     rootdir: Path
+    rebuild: bool = False
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -68,11 +74,19 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help=REFRESH_HELP,
     )
+    group.addoption(
+        "--isoenv-rebuild",
+        dest="isoenv_rebuild",
+        action="store_true",
+        default=None,
+        help=REBUILD_HELP,
+    )
     parser.addini("isoenv_requires", REQUIRES_HELP, type="linelist", default=[])
     parser.addini("isoenv_base", BASE_HELP, default=SESSION)
     parser.addini("isoenv_cache_dir", CACHE_DIR_HELP, default="")
     parser.addini("isoenv_no_index", NO_INDEX_HELP, type="bool", default=False)
     parser.addini("isoenv_refresh", REFRESH_HELP, type="bool", default=False)
+    parser.addini("isoenv_rebuild", REBUILD_HELP, type="bool", default=False)
 
 
 def default_cache_dir() -> Path:
@@ -134,4 +148,5 @@ def resolve(config: pytest.Config) -> Settings:
         no_index=_flag(config, "isoenv_no_index", "PYTEST_ISOENV_NO_INDEX"),
         refresh=_flag(config, "isoenv_refresh", "PYTEST_ISOENV_REFRESH"),
         rootdir=rootdir,
+        rebuild=_flag(config, "isoenv_rebuild", "PYTEST_ISOENV_REBUILD"),
     )
