@@ -174,9 +174,14 @@ class IsoenvSession:
             built=False,
             seconds=0.0,
         )
-        missing = self._plan(base, self.settings.requires)
+        # Read, never run uv against it: uv would write into the user's venv (its lock file).
+        from ._user_venv import VenvChecker  # noqa: PLC0415
+
+        missing = VenvChecker(base.site_packages, interpreter.version).missing(
+            self.settings.requires
+        )
         if missing:
-            wanted = ", ".join(f"{c.name}=={c.version}" if c.version else c.name for c in missing)
+            wanted = "; ".join(missing)
             raise IsoenvError(
                 f"--isoenv-base={path} is used read-only but lacks what isoenv_requires asks "
                 f"for: {wanted}"
