@@ -214,7 +214,6 @@ def _report(item: pytest.Item, session: IsoenvSession, when: str) -> None:
 
 def _base_failed(request: pytest.FixtureRequest, message: str) -> None:
     """Error this test briefly; the first in this process carries the message to the summary."""
-    __tracebackhide__ = True
     run = request.config.stash[_RUN_KEY]
     if not run.base_error_told:
         run.base_error_told = True
@@ -225,7 +224,6 @@ def _base_failed(request: pytest.FixtureRequest, message: str) -> None:
 @pytest.fixture(scope="session")
 def isoenv_base(request: pytest.FixtureRequest) -> SharedEnv:
     """The session's base env, shared read-only by every test (built or reused once)."""
-    __tracebackhide__ = True
     from ._errors import BaseBuildError  # noqa: PLC0415
 
     try:
@@ -248,7 +246,6 @@ def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     ``unittest.TestCase`` method cannot name fixtures: it finds the env active in
     ``os.environ`` and the ``DerivedEnv`` as ``self.isoenv``.
     """
-    __tracebackhide__ = True
     from ._errors import BaseBuildError, InstallError  # noqa: PLC0415
 
     session = request.config.stash[_RUN_KEY].session()
@@ -308,7 +305,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 def _check_shared(item: pytest.Item, env: DerivedEnv) -> None:
-    __tracebackhide__ = True
     from ._errors import SharedEnvModified  # noqa: PLC0415
 
     try:
