@@ -54,6 +54,8 @@ class IsoenvSession:
     _layer_errors: dict[tuple[RequirementLine, ...], str] = field(default_factory=dict)
     _snapshots: dict[Path, DirectorySnapshot] = field(default_factory=dict)
     _factory: EnvFactory | None = None
+    # A user's venv (--isoenv-base=PATH) -> the view of it uv is pointed at instead.
+    _uv_views: dict[Path, Path] = field(default_factory=dict)
 
     # -- what every env is built from ---------------------------------------------------
 
@@ -175,7 +177,7 @@ class IsoenvSession:
             seconds=0.0,
         )
         # Read, never run uv against it: uv would write into the user's venv (its lock file).
-        from ._user_venv import VenvChecker  # noqa: PLC0415
+        from ._user_venv import VenvChecker, uv_view  # noqa: PLC0415
 
         missing = VenvChecker(base.site_packages, interpreter.version).missing(
             self.settings.requires
@@ -186,6 +188,7 @@ class IsoenvSession:
                 f"--isoenv-base={path} is used read-only but lacks what isoenv_requires asks "
                 f"for: {wanted}"
             )
+        self._uv_views[path] = uv_view(path, self.session_dir / "user-venv-view", interpreter)
         self.events.append(
             Event(
                 "base",
@@ -285,7 +288,8 @@ class IsoenvSession:
         of the base (or of ``shared``) requires a version it excludes: that is a conflict.
         """
         args = [arg for line in lines for arg in line.uv_args()]
-        python, prefix = self._uv_target(base.path, base.interpreter)
+        root = self._uv_views.get(base.path, base.path)  # never uv in a user's venv
+        python, prefix = self._uv_target(root, base.interpreter)
         changes = self.uv.plan(python, args, prefix=prefix)
         versions = {c.name: c.version for c in changes if c.version}
         problems = broken_by(versions, [base, *shared], [c.name for c in changes])

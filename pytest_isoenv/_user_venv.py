@@ -34,7 +34,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ._errors import MarkerError
+from ._interpreter import Interpreter
 from ._requirements import EDITABLE, FILE, PATH, PEP508, RequirementLine, parse_line
+from ._venv import bin_dir, site_packages
 
 
 @dataclass(frozen=True)
@@ -211,3 +213,34 @@ class VenvChecker:
                 continue  # an option line (--index-url, --hash ...): it asks for no package
             problems += self._line(line, seen_files)
         return problems
+
+
+def uv_view(venv: Path, root: Path, interpreter: Interpreter) -> Path:
+    """A stand-in for ``venv`` at ``root`` that uv may look at (and write its lock file in).
+
+    uv asks what a layer or a run-time install needs by a dry run against the base, and
+    takes a lock file in the env it looks at. The view is a venv of our own whose
+    site-packages is a symbolic link to the user's: uv reads the user's packages through it
+    and writes only here.
+    """
+    if (root / "pyvenv.cfg").is_file():
+        return root
+    staging = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    bin_path = bin_dir(staging, interpreter)
+    bin_path.mkdir(parents=True)
+    (staging / "pyvenv.cfg").write_bytes((venv / "pyvenv.cfg").read_bytes())
+    (bin_path / "python").symlink_to(interpreter.executable)
+    target = site_packages(venv, interpreter).resolve()
+    for relative in dict.fromkeys((interpreter.purelib, interpreter.prefix_purelib)):
+        link = staging / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    try:
+        os.rename(staging, root)
+    except OSError:  # another xdist worker made it first
+        if not (root / "pyvenv.cfg").is_file():
+            raise
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return root

@@ -49,9 +49,7 @@ def test_markers_on_every_level_combine(pytester: pytest.Pytester, offline_env: 
     ("marker", "message"),
     [
         pytest.param('requires=["iso-a>=>1"]', "*invalid requirement 'iso-a>=>1':*", id="pep508"),
-        pytest.param(
-            'requires=["iso-a==="]', "*invalid requirement 'iso-a===*", id="empty"
-        ),
+        pytest.param('requires=["iso-a==="]', "*invalid requirement 'iso-a===*", id="empty"),
         pytest.param('requires=["iso a b"]', "*invalid requirement 'iso a b'*", id="spaces"),
         pytest.param('require=["iso-a"]', "*unknown keyword argument(s) require*", id="unknown-kw"),
         pytest.param('requires="iso-a"', "*requires must be a list*'iso-a'*", id="string"),
