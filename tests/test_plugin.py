@@ -117,10 +117,12 @@ def test_a_session_without_env_tests_builds_nothing(
     _ini(pytester, "nope-zz")
     pytester.makepyfile(
         """
+        import tempfile
+        from pathlib import Path
         import pytest
 
         def test_plain():
-            pass
+            assert not list(Path(tempfile.gettempdir()).iterdir()), "a session dir was made"
 
         @pytest.fixture
         def isoenv_like():
