@@ -27,6 +27,10 @@ class SummaryReporter:
         self.lines: dict[tuple[str, str], None] = {}
         self.base_error: str | None = None
 
+    def base_line(self, text: str) -> None:
+        """A line about the base from elsewhere than a test's report (an xdist worker's end)."""
+        self.lines.setdefault(("", text), None)
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # A report carries the sections of the earlier phases too: read only its own.
         for title, content in report.sections:

@@ -18,7 +18,7 @@ import pytest
 from ._session_dir import SessionDir, plan
 from ._settings import SETTINGS_KEY, add_options
 from ._summary import BASE_ERROR_ATTRIBUTE, BASE_ERROR_SHORT, REPORT_SECTION, SummaryReporter
-from ._xdist import SESSION_DIR_KEY, XdistGlue, worker_id, worker_input
+from ._xdist import SESSION_DIR_KEY, XdistGlue, send_base_lines, worker_id, worker_input
 
 if TYPE_CHECKING:
     from ._derived import DerivedEnv
@@ -49,6 +49,16 @@ class _Run:
         self._settings: Settings | None = None
         self._session: IsoenvSession | None = None
         self.base_error_told = False
+        self.base_lines: list[str] = []  # what this process has to say about the base
+
+    def prepare_base(self) -> None:
+        """Build or find the base now; a failure is kept by the session for the tests."""
+        from ._errors import BaseBuildError  # noqa: PLC0415
+
+        session = self.session()
+        with contextlib.suppress(BaseBuildError):
+            session.base()
+        self.base_lines += [event.text for event in session.events if event.kind == "base"]
 
     def settings(self) -> Settings:
         """The resolved settings; ``pytest.UsageError`` on a static mistake."""
@@ -89,7 +99,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    config.pluginmanager.register(SummaryReporter(config), "isoenv-summary")
+    reporter = SummaryReporter(config)
+    config.pluginmanager.register(reporter, "isoenv-summary")
     found = worker_input(config)
     if found is not None and SESSION_DIR_KEY in found:
         run = _Run(config, SessionDir(Path(found[SESSION_DIR_KEY])), owner=False)
@@ -97,7 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # Decided now, made by whichever process first needs it (this one or a worker).
         run = _Run(config, SessionDir(plan()), owner=True)
         # Always: xdist may be loaded after us (-p xdist.plugin), and the hook is optional.
-        config.pluginmanager.register(XdistGlue(str(run.session_dir.path)), "isoenv-xdist")
+        glue = XdistGlue(str(run.session_dir.path), reporter.base_line)
+        config.pluginmanager.register(glue, "isoenv-xdist")
     config.stash[_RUN_KEY] = run
 
 
@@ -191,14 +203,18 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     if (
         not config.option.collectonly
         and not getattr(config.option, "setupplan", False)
-        and any(_needs_env(item) for item in session.items)
+        and any(
+            _needs_env(item) for item in getattr(session, "items", ())
+        )  # none: xdist controller
     ):
-        from ._errors import BaseBuildError  # noqa: PLC0415
-
-        # A failure is kept by the session: each test that needs the base errors, briefly.
-        with contextlib.suppress(BaseBuildError):
-            config.stash[_RUN_KEY].session().base()
+        config.stash[_RUN_KEY].prepare_base()
     return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN_KEY, None)
+    if run is not None and run.base_lines:
+        send_base_lines(session.config, run.base_lines)
 
 
 # -- the fixtures ----------------------------------------------------------------------------
