@@ -14,6 +14,7 @@ import pytest
 
 from ._errors import RunError
 from ._requirements import RequirementLine, parse_lines
+from ._settings import CACHE, SESSION
 from ._shared_env import SharedEnv, installed_packages
 from ._venv import bin_dir, create_venv, site_packages, write_scripts
 
@@ -98,6 +99,12 @@ class DerivedEnv(os.PathLike[str]):
                 part for part in (str(self.bin), os.environ.get("PATH", "")) if part
             )
             environ["PYTHONNOUSERSITE"] = "1"
+            if self._session.settings.base not in (SESSION, CACHE):
+                # A user's venv (--isoenv-base=PATH) may not be byte-compiled: Python would
+                # write __pycache__ into it. Bytecode goes to the session instead.
+                environ.setdefault(
+                    "PYTHONPYCACHEPREFIX", str(self._session.session_dir / "pycache")
+                )
             self._env = environ
         return dict(self._env)
 

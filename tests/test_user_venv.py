@@ -40,7 +40,12 @@ def _ini(pytester: pytest.Pytester, *requires: str) -> None:
     pytester.makepyprojecttoml(f"[tool.pytest.ini_options]\nisoenv_requires = [{lines}]\n")
 
 
-def test_a_user_venv_without_isoenv_requires(pytester: pytest.Pytester, offline_env: Path) -> None:
+def test_a_user_venv_without_isoenv_requires(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as on users' machines: Python writes bytecode next to what it imports, and uv does not
+    # byte-compile what it installs
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     venv = _venv(pytester.path / "user venv", "iso-a==1.0")
     before = _state(venv)
     pytester.makepyfile(
