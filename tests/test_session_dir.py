@@ -113,12 +113,23 @@ def nobody_dirs() -> Iterator[tuple[Path, Path]]:
     shutil.rmtree(top)
 
 
+# pytest and the plugin from this venv, run by an interpreter nobody can reach (ours may live in
+# root's home); the venv must be readable by nobody (tox's are not)
+_PYTHONPATH = os.pathsep.join(sys.path[1:])
+
+
 def _system_python() -> str | None:
     """A Python of this version that the user nobody can run (ours may be in root's home)."""
     for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
         python = os.path.join(directory, f"python{sys.version_info[0]}.{sys.version_info[1]}")
         if os.path.isfile(python):
-            done = subprocess.run([*NOBODY, python, "-c", "pass"], capture_output=True, check=False)
+            environ = {**os.environ, "PYTHONPATH": _PYTHONPATH}
+            done = subprocess.run(
+                [*NOBODY, python, "-c", "import pytest, pytest_isoenv.plugin"],
+                capture_output=True,
+                env=environ,
+                check=False,
+            )
             if done.returncode == 0:
                 return python
     return None
@@ -130,8 +141,7 @@ SYSTEM_PYTHON = _system_python() if hasattr(os, "geteuid") and os.geteuid() == 0
 def _as_nobody(project: Path, tmpdir: Path, test_file: str) -> subprocess.CompletedProcess[str]:
     assert SYSTEM_PYTHON is not None
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PYTEST_"))}
-    # pytest and the plugin from this venv, run by an interpreter nobody can reach
-    environ.update(TMPDIR=str(tmpdir), HOME=str(tmpdir), PYTHONPATH=os.pathsep.join(sys.path[1:]))
+    environ.update(TMPDIR=str(tmpdir), HOME=str(tmpdir), PYTHONPATH=_PYTHONPATH)
     environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as on users' machines
     return subprocess.run(
         [
@@ -154,7 +164,9 @@ def _as_nobody(project: Path, tmpdir: Path, test_file: str) -> subprocess.Comple
 
 
 @needs_root
-@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="needs a Python the user nobody can run")
+@pytest.mark.skipif(
+    SYSTEM_PYTHON is None, reason="needs a Python and pytest the user nobody can run"
+)
 def test_read_only_trees_are_deleted_by_an_unprivileged_user(
     nobody_dirs: tuple[Path, Path],
 ) -> None:
