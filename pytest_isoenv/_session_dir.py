@@ -113,7 +113,10 @@ def remove_abandoned() -> None:
     except OSError:
         return
     for entry in candidates:
-        if not entry.is_dir(follow_symlinks=False):
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
+                continue  # another user's runs are theirs to clean up
+        except OSError:
             continue
         path = Path(entry.path)
         try:
