@@ -2,19 +2,21 @@
 
 The wheels come from the ``real_wheelhouse`` (downloaded once into a cache outside the repo) and
 uv reads nothing else (``offline_real_env``). Numpy's wheel is ~16 MB: each test builds as few
-shared envs as it can.
+shared envs as it can. The wheelhouse itself is tested at the end, offline, with tiny wheels.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from realwheels import Wheelhouse
+from realwheels import ENV_VAR, MANIFEST, Wheelhouse, WheelhouseError, ensure_wheelhouse
 
-pytestmark = pytest.mark.realpkgs
+realpkgs = pytest.mark.realpkgs
 
 
 def _ini(pytester: pytest.Pytester, *requires: str) -> None:
@@ -29,6 +31,7 @@ def _need(wheelhouse: Wheelhouse, project: str, specifier: str = "") -> str:
     return str(version)
 
 
+@realpkgs
 def test_a_base_holding_pandas_imports_pandas_and_numpy(
     pytester: pytest.Pytester, offline_real_env: Path, real_wheelhouse: Wheelhouse
 ) -> None:
@@ -52,6 +55,7 @@ def test_a_base_holding_pandas_imports_pandas_and_numpy(
     result.assert_outcomes(passed=2)
 
 
+@realpkgs
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="storage redesign, issue 9")
 def test_an_older_numpy_than_the_base_allows_brings_an_older_pandas_into_the_layer(
     pytester: pytest.Pytester, offline_real_env: Path, real_wheelhouse: Wheelhouse
@@ -79,6 +83,7 @@ def test_an_older_numpy_than_the_base_allows_brings_an_older_pandas_into_the_lay
     result.assert_outcomes(passed=2)
 
 
+@realpkgs
 def test_three_requirement_sets_sharing_numpy(
     pytester: pytest.Pytester, offline_real_env: Path, real_wheelhouse: Wheelhouse
 ) -> None:
@@ -120,6 +125,7 @@ exit 1
 """
 
 
+@realpkgs
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 8")
 def test_pip_install_run_by_a_test_installs_into_its_env_alone(
     pytester: pytest.Pytester,
@@ -168,6 +174,7 @@ def test_pip_install_run_by_a_test_installs_into_its_env_alone(
     result.assert_outcomes(passed=3)
 
 
+@realpkgs
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="storage redesign, issue 9")
 def test_python_dash_o_importing_numpy_is_not_a_change_to_the_base(
     pytester: pytest.Pytester,
@@ -191,3 +198,82 @@ def test_python_dash_o_importing_numpy_is_not_a_change_to_the_base(
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     assert "isoenv: the test changed the shared" not in result.stdout.str()
     result.assert_outcomes(passed=2)
+
+
+# -- the wheelhouse itself (tiny local wheels stand for the index) ----------------------------
+
+TINY = (("iso-a==1.0",), ("iso-b",))
+
+
+@pytest.fixture
+def tiny_index(monkeypatch: pytest.MonkeyPatch, wheelhouse: Path) -> Path:
+    """pip download reads the tiny wheelhouse only."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return wheelhouse
+
+
+def test_the_wheelhouse_is_downloaded_once_and_reused(
+    tiny_index: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    location = tmp_path / "cache" / "wheelhouse"
+    first = ensure_wheelhouse(location, TINY)
+    assert first.path == location
+    assert [str(v) for v in first.versions("iso-a")] == ["1.0"]
+    assert first.newest("iso-b", "<2") is not None
+    assert first.wheel("iso_b").name.startswith("iso_b-1.0-")
+    mtime = (location / MANIFEST).stat().st_mtime_ns
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))  # a download would fail now
+    assert ensure_wheelhouse(location, TINY) == first
+    assert (location / MANIFEST).stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in location.parent.iterdir()) == ["wheelhouse", "wheelhouse.lock"]
+
+
+def test_a_damaged_wheelhouse_is_downloaded_again(tiny_index: Path, tmp_path: Path) -> None:
+    location = tmp_path / "wheelhouse"
+    ensure_wheelhouse(location, TINY).wheel("iso-a").unlink()
+    assert ensure_wheelhouse(location, TINY).wheel("iso-a").is_file()
+
+
+def test_concurrent_sessions_share_one_download(tiny_index: Path, tmp_path: Path) -> None:
+    location = tmp_path / "wheelhouse"
+    code = (
+        "import sys, realwheels; "
+        f"print(realwheels.ensure_wheelhouse(realwheels.Path(sys.argv[1]), {TINY!r}).path)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(location)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=120)[0].strip() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0]
+    assert outputs == [str(location)] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wheelhouse", "wheelhouse.lock"]
+    assert len(list(location.glob("*.whl"))) == 2
+
+
+def test_a_directory_of_wheels_made_by_hand_is_used_as_it_is(
+    tiny_index: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    by_hand = tmp_path / "mine"
+    by_hand.mkdir()
+    (wheel,) = tiny_index.glob("iso_a-2.0-*.whl")
+    (by_hand / wheel.name).write_bytes(wheel.read_bytes())
+    monkeypatch.setenv(ENV_VAR, str(by_hand))
+    house = ensure_wheelhouse()
+    assert house.path == by_hand
+    assert [str(v) for v in house.versions("iso-a")] == ["2.0"]
+    assert not (by_hand / MANIFEST).exists()
+
+
+def test_a_failed_download_says_what_and_how_to_go_on(tiny_index: Path, tmp_path: Path) -> None:
+    with pytest.raises(WheelhouseError) as failure:
+        ensure_wheelhouse(tmp_path / "wheelhouse", (("iso-a==1.0",), ("iso-zz-missing",)))
+    message = str(failure.value)
+    assert "could not download the real wheels iso-zz-missing" in message
+    assert ENV_VAR in message and "-m 'not realpkgs'" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wheelhouse.lock"]
