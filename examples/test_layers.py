@@ -1,4 +1,4 @@
-"""Stacked envs: test env -> layer -> base. Markers on several levels add up.
+"""Stacked envs: test env -> layer (a view of the base plus the extras). Markers add up.
 
 Every test in this module needs six 1.16.0 (the base ships 1.17.0); one needs packaging too.
 A marker on a class works the same way.
@@ -28,7 +28,11 @@ def test_module_and_function_markers(isoenv):
 
 
 def test_the_stack_order(isoenv):
+    # The test's own env first, then its layer: a complete view of the base plus the extras,
+    # made of links to one stored copy of each package (the base's six 1.17.0 is not in it).
     paths = isoenv.run("python", "-c", SYS_PATH).stdout.splitlines()
-    stack = [isoenv.site_packages, isoenv.layer.site_packages, isoenv.base.site_packages]
+    stack = [isoenv.site_packages, isoenv.layer.site_packages]
     positions = [paths.index(str(site)) for site in stack]
     assert positions == sorted(positions)
+    assert str(isoenv.base.site_packages) not in paths
+    assert isoenv.packages()["demo-tool"] == "1.2.0"  # from the base, through the layer

@@ -41,6 +41,7 @@ class DerivedEnv(os.PathLike[str]):
         requirements: tuple[RequirementLine, ...],
         session: IsoenvSession,
     ) -> None:
+        #: The env's root directory; ``os.fspath(env)`` is this path too.
         self.path = path
         #: The shared base env (read-only).
         self.base = base

@@ -1,88 +1,104 @@
-"""Derived-env factory: fresh venvs per test, recycling the ones a test left untouched.
+"""Derived-env factory: a fresh venv per test, made ahead and deleted behind, never reused.
 
 Making a venv is about a dozen ``mkdir``/``symlink``/write calls and deleting one as many
 ``unlink``/``rmdir`` calls; on the disks of containers and CI machines each costs 0.1-0.7 ms.
-Most tests never change their env, so an untouched env (checked with one ``lstat`` per entry
-it was made with) is renamed aside after its test and renamed again for a later test that
-needs the same links: two ``rename`` calls instead of making and deleting. The test's own path
-still vanishes when it ends, and the next test gets a path of its own.
+So a background thread makes the next env while a test runs (one per set of links, guessed
+from the last test), and deletes envs after their test: the test's path is renamed away at
+once, and the tree is deleted off the critical path. No directory ever serves a second test: a
+process a test left behind can only ever write into a tree that is being deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import os
-import shutil
+import queue
+import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 
-_POOL_SIZE = 4  # per set of links; more would only help tests that run in parallel here
+from ._swap import remove_tree
 
-
-@dataclass(frozen=True)
-class _Made:
-    """A venv as it was made: every entry with what ``lstat`` said of it."""
-
-    link_key: Hashable
-    stats: tuple[tuple[str, int, int, int], ...]
-
-
-def _stats(root: Path) -> tuple[tuple[str, int, int, int], ...]:
-    """Every entry below ``root`` (and ``root`` itself), by relative path: a rename keeps it."""
-    found = []
-    for directory, dirnames, filenames in os.walk(root):
-        for name in (".", *dirnames, *filenames):
-            path = os.path.join(directory, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root)
-            found.append((rel, info.st_ino, info.st_size, info.st_mtime_ns))
-    return tuple(found)
+Maker = Callable[[Path], None]
 
 
 class EnvFactory:
-    """Hands out fresh derived venvs under ``root``; takes them back after their test."""
+    """Hands out fresh derived venvs under ``root``; deletes them after their test."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, also_remove: Callable[[Path], list[Path]] | None = None) -> None:
         self.root = root
         self._names = itertools.count()
-        self._pools: dict[Hashable, list[Path]] = {}
-        self._made: dict[Path, _Made] = {}
+        self._ready: dict[Hashable, list[Path]] = {}
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._also_remove = also_remove
         root.mkdir(parents=True, exist_ok=True)
 
-    def take(self, link_key: Hashable, make: Callable[[Path], None]) -> Path:
-        """A fresh env whose links are ``link_key``: a recycled one, or one ``make`` writes."""
-        path = self.root / f"env-{os.getpid()}-{next(self._names)}"
-        pool = self._pools.get(link_key)
-        if pool:
-            pooled = pool.pop()
-            os.rename(pooled, path)
-            self._made[path] = self._made.pop(pooled)
-            return path
-        make(path)
-        self._made[path] = _Made(link_key, _stats(path))
+    def _new_path(self) -> Path:
+        return self.root / f"env-{os.getpid()}-{next(self._names)}"
+
+    def take(self, link_key: Hashable, make: Maker) -> Path:
+        """A fresh env whose links are ``link_key``: one made ahead, or one ``make`` writes now."""
+        with self._lock:
+            ready = self._ready.get(link_key)
+            path = ready.pop() if ready else None
+        if path is None:
+            path = self._new_path()
+            make(path)
+        self._submit(lambda: self._make_ahead(link_key, make))
         return path
 
-    def give_back(self, path: Path) -> None:
-        """The test is over: ``path`` vanishes now, recycled if untouched, else deleted."""
-        made = self._made.pop(path, None)
-        pool = self._pools.setdefault(made.link_key, []) if made else None
-        if made is not None and pool is not None and len(pool) < _POOL_SIZE:
-            try:
-                untouched = _stats(path) == made.stats
-            except OSError:
-                untouched = False
-            if untouched:
-                # Same parent directory: the rename changes nothing inside the env.
-                pooled = self.root / f"pooled-{path.name}"
-                os.rename(path, pooled)
-                self._made[pooled] = made
-                pool.append(pooled)
+    def _make_ahead(self, link_key: Hashable, make: Maker) -> None:
+        with self._lock:
+            if self._ready.get(link_key):
                 return
-        shutil.rmtree(path, ignore_errors=True)
+        path = self._new_path()
+        try:
+            make(path)
+        except OSError:
+            remove_tree(path)
+            return
+        with self._lock:
+            self._ready.setdefault(link_key, []).append(path)
+
+    def give_back(self, path: Path) -> None:
+        """The test is over: ``path`` vanishes now; its files are deleted in the background."""
+        trash = path.with_name(f"trash-{path.name}")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            trash = path
+        extra = self._also_remove(path) if self._also_remove else []
+        self._submit(functools.partial(_remove_all, [trash, *extra]))
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="isoenv-envs", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            with contextlib.suppress(Exception):  # a failed background step only costs speed
+                job()
 
     def close(self) -> None:
-        """Delete every env this factory made."""
-        shutil.rmtree(self.root, ignore_errors=True)
-        self._pools.clear()
-        self._made.clear()
+        """Wait for the background work, then delete every env this factory made."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            self._ready.clear()
+        remove_tree(self.root)
+
+
+def _remove_all(paths: list[Path]) -> None:
+    for path in paths:
+        remove_tree(path)

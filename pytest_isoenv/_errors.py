@@ -18,7 +18,9 @@ class InstallError(IsoenvError):
     """uv could not install the requested requirements (missing package, conflict, network)."""
 
     def __init__(self, requirements: Sequence[str], output: str) -> None:
+        #: What was asked for.
         self.requirements = tuple(requirements)
+        #: uv's message, or the conflicts found with the base and layer.
         self.output = output.strip()
         wanted = ", ".join(self.requirements) or "(nothing)"
         super().__init__(f"could not install {wanted}:\n{self.output}")

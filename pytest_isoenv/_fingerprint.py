@@ -24,20 +24,23 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
 MANIFEST = "isoenv-manifest.json"
-# Top-level files that are not content: our manifest, and the lock uv takes on every call
+ENTRY_MANIFEST = "isoenv-dist.json"
+# Top-level files that are not content: our manifests, and the lock uv takes on every call
 # (even a dry run) against an env.
-_NOT_CONTENT = frozenset({MANIFEST, ".lock"})
+_NOT_CONTENT = frozenset({MANIFEST, ENTRY_MANIFEST, ".lock"})
+# Bytecode caches are never a change of content (``python -O`` writes opt-1 files, and so on).
+BYTECODE_DIR = "__pycache__"
 
 
 def full_fingerprint(root: Path) -> str:
     """A digest of every entry below ``root``: names, sizes, mtimes and link targets."""
     hasher = hashlib.sha256()
     for directory, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(name for name in dirnames if name != BYTECODE_DIR)
         rel = os.path.relpath(directory, root)
         hasher.update(f"D {rel}\n".encode("utf-8", "surrogateescape"))
         for name in sorted(filenames):
-            if rel == "." and name in _NOT_CONTENT:
+            if (rel == "." and name in _NOT_CONTENT) or name.endswith(".pyc"):
                 continue
             path = os.path.join(directory, name)
             info = os.lstat(path)
@@ -129,7 +132,11 @@ def _write_log() -> _WriteLog | None:
 def _listing(directory: str) -> dict[str, int]:
     """A directory's entries: name -> inode number (free with the names on POSIX)."""
     with os.scandir(directory) as scan:
-        return {child.name: child.inode() for child in scan}
+        return {child.name: child.inode() for child in scan if _is_content(child.name)}
+
+
+def _is_content(name: str) -> bool:
+    return name != BYTECODE_DIR and not name.endswith(".pyc")
 
 
 def _published_root(roots: Sequence[Path]) -> Path | None:
@@ -145,6 +152,35 @@ def _verifies(env: Path) -> bool:
     try:
         manifest = json.loads((env / MANIFEST).read_text(encoding="utf-8"))
         return isinstance(manifest, dict) and manifest.get("fingerprint") == full_fingerprint(env)
+    except (OSError, ValueError):
+        return False
+
+
+def _entry_stamps(roots: Sequence[Path]) -> dict[Path, tuple[int, int] | None]:
+    """The stored distributions among ``roots`` (``<entry>/site``), with their manifests' stamps.
+
+    A stored distribution is replaced whole (swapped in) when one is found damaged, with a
+    new manifest: a new stamp means "stored again", not "changed by a test".
+    """
+    found: dict[Path, tuple[int, int] | None] = {}
+    for root in roots:
+        if (root.parent / ENTRY_MANIFEST).exists():
+            found[root.parent] = _stamp(root.parent / ENTRY_MANIFEST)
+    return found
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def _entry_verifies(entry: Path) -> bool:
+    try:
+        manifest = json.loads((entry / ENTRY_MANIFEST).read_text(encoding="utf-8"))
+        return isinstance(manifest, dict) and manifest.get("fingerprint") == full_fingerprint(entry)
     except (OSError, ValueError):
         return False
 
@@ -170,6 +206,7 @@ class DirectorySnapshot:
     entries: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
     _published: Path | None = None
     _stamp: tuple[int, int] | None = None  # the published env's manifest: inode, mtime
+    _entries: dict[Path, tuple[int, int] | None] = field(default_factory=dict)
     _rebuilt: bool = False
     _log: _WriteLog | None = field(default=None, repr=False)
     _overflows: int = 0
@@ -187,6 +224,7 @@ class DirectorySnapshot:
         for root in self.roots:
             self._scan(str(root), log)
         self._stamp = self._manifest_stamp()
+        self._entries = _entry_stamps(self.roots)
         if log is not None:
             log.forget(self.entries)
             self._log, self._overflows = log, log.overflows
@@ -201,6 +239,7 @@ class DirectorySnapshot:
         except FileNotFoundError:
             self.entries[directory] = (-1, {})
             return
+        children = [child for child in children if _is_content(child.name)]
         self.entries[directory] = (mtime, {child.name: child.inode() for child in children})
         for child in children:
             if child.is_dir(follow_symlinks=False):
@@ -217,8 +256,14 @@ class DirectorySnapshot:
         return info.st_ino, info.st_mtime_ns
 
     def _republished(self) -> bool:
-        """True (and the snapshot taken again) when the env was rebuilt and published anew."""
-        if self._published is None or self._manifest_stamp() == self._stamp:
+        """True (and the snapshot taken again) when the env was rebuilt and published anew.
+
+        Stored distributions are swapped in whole by a rebuild, each with a new manifest,
+        while the rebuilder holds the env's lock: a new stamp on any of them, or on the env,
+        means "published again", once the rebuild is over and everything verifies.
+        """
+        entries_moved = bool(self._entries) and _entry_stamps(self.roots) != self._entries
+        if self._published is None or (not entries_moved and self._manifest_stamp() == self._stamp):
             return False
         # Discarded and being rebuilt (by the store, under the env's lock)? Wait for the new one.
         lock = FileLock(str(self._published.parent / f"{self._published.name}.lock"))
@@ -233,6 +278,8 @@ class DirectorySnapshot:
                 break
             time.sleep(0.01)
         if stamp is None or not _verifies(self._published):
+            return False
+        if not all(_entry_verifies(entry) for entry in _entry_stamps(self.roots)):
             return False
         self._take()
         self._rebuilt = True
@@ -281,7 +328,7 @@ class DirectorySnapshot:
                     found.append(f"replaced {os.path.join(directory, name)}")
         for path in self._written():
             found.append(path if path.startswith("modified ") else f"modified {path}")
-        return found
+        return list(dict.fromkeys(found))
 
     def undo_additions(self) -> bool:
         """Delete what was added since the snapshot; True when that restores every directory."""

@@ -1,24 +1,32 @@
 """The session's envs: the base (once), layers (once per requirement set), derived (per test).
 
 Everything that can be done once per session is done here once and kept: interpreter facts,
-the base, each layer, the console scripts to copy. The per-test path only writes a tiny venv.
+the base, each layer, the console scripts to copy. The per-test path only takes a venv made
+ahead. Bases and layers are views over the store of distributions (``_dists``, ``_compose``):
+uv installs only what is not stored yet, into a staging prefix that is split into entries.
 """
 
 from __future__ import annotations
 
+import ensurepip
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
+from packaging.specifiers import InvalidSpecifier
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-from . import _interpreter
+from . import _interpreter, _usage
+from ._compose import Source, link_sources, mirror_bytecode, site_sources
 from ._derived import DerivedEnv
+from ._dists import DistStore, Entry, entries_json
 from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
 from ._fingerprint import DirectorySnapshot
@@ -27,8 +35,9 @@ from ._requirements import PEP508, RequirementLine, digest, lines_digest
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
+from ._swap import remove_tree
 from ._uv import Change, Uv, install_settings
-from ._venv import bin_dir, compile_bytecode, create_venv, make_scripts_relocatable
+from ._venv import Script, bin_dir, create_venv, read_scripts, write_scripts
 
 
 @dataclass
@@ -47,6 +56,8 @@ class IsoenvSession:
     session_dir: Path
     worker_id: str
     events: list[Event] = field(default_factory=list)
+    #: Shared envs published before this time are built again (``--isoenv-rebuild``).
+    stale_before: float | None = None
     _uv: Uv | None = None
     _base: SharedEnv | None = None
     _base_error: str | None = None
@@ -54,6 +65,10 @@ class IsoenvSession:
     _layer_errors: dict[tuple[RequirementLine, ...], str] = field(default_factory=dict)
     _snapshots: dict[Path, DirectorySnapshot] = field(default_factory=dict)
     _factory: EnvFactory | None = None
+    _dists: DistStore | None = None
+    _tools: dict[Path, Entry | None] = field(default_factory=dict)
+    _mirrored: set[Path] = field(default_factory=set)
+    _makers: dict[Path, Callable[[Path], None]] = field(default_factory=dict)
 
     # -- what every env is built from ---------------------------------------------------
 
@@ -73,10 +88,42 @@ class IsoenvSession:
             return _interpreter.current()
         return _interpreter.inspect(Path(self.settings.base) / "bin" / "python")
 
-    def _store(self, kind: str) -> Store:
+    @property
+    def root(self) -> Path:
+        """Where shared envs, stored distributions and bytecode live."""
         if self.settings.base == CACHE:
-            return Store(secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}" / kind)
-        return Store(self.session_dir / kind)
+            return secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}"
+        return self.session_dir
+
+    @property
+    def pycache(self) -> Path:
+        """The ``sys.pycache_prefix`` of every env: bytecode never lands in a shared env."""
+        return self.root / "pycache"
+
+    @property
+    def dists(self) -> DistStore:
+        if self._dists is None:
+            self._dists = DistStore(self.root / "dists")
+        return self._dists
+
+    def _store(self, kind: str) -> Store:
+        return Store(self.root / kind)
+
+    def _settings_digest(self, interpreter: Interpreter) -> str:
+        """What decides which file a registry distribution ``name==version`` is."""
+        identity = interpreter.identity()
+        return digest(
+            [
+                json.dumps(
+                    {
+                        k: identity[k]
+                        for k in ("executable", "version", "implementation", "platform")
+                    },
+                    sort_keys=True,
+                ),
+                json.dumps(install_settings(os.environ, self.settings.no_index), sort_keys=True),
+            ]
+        )
 
     def _publish(
         self,
@@ -84,11 +131,39 @@ class IsoenvSession:
         key: str,
         interpreter: Interpreter,
         build: Callable[[Path], dict[str, Any]],
+        what: str,
+        *,
+        damaged_since: float | None = None,
     ) -> tuple[SharedEnv, Published]:
         """The shared env of ``kind`` under ``key``: reused when it verifies, else built."""
-        published = self._store(kind).get_or_build(
-            key, build, lambda root, manifest: verify_venv(root, manifest, interpreter)
-        )
+        entries: dict[str, tuple[Entry, ...]] = {}
+
+        def verify(root: Path, manifest: dict[str, Any]) -> str | None:
+            problem = verify_venv(root, manifest, interpreter)
+            if problem is not None:
+                return problem
+            found = []
+            for item in manifest.get("entries", ()):
+                entry = self.dists.load(str(item["dir"]))
+                if entry is None:
+                    return f"its stored distribution {item['dir']} is missing or changed"
+                found.append(entry)
+            entries[key] = tuple(found)
+            return None
+
+        if damaged_since is not None:
+            stale: dict[str, Any] = {
+                "stale_before": damaged_since,
+                "stale_because": "a test changed it",
+            }
+        else:
+            stale = {"stale_before": self.stale_before}
+        if self.settings.base == CACHE:  # held before it is read: pruning passes it by
+            (self.root / kind).mkdir(parents=True, exist_ok=True)
+            _usage.hold(self.root / kind / key)
+        published = self._store(kind).get_or_build(key, build, verify, what=what, **stale)
+        if key not in entries:  # just built: its entries verified as they were stored
+            verify(published.path, published.manifest)
         env = SharedEnv.load(
             published.path,
             interpreter,
@@ -96,8 +171,54 @@ class IsoenvSession:
             published.manifest,
             built=published.built,
             seconds=published.seconds,
+            entries=entries.get(key, ()),
+            kind=kind[:-1],
         )
+        if env.path not in self._mirrored:
+            mirror_bytecode(env.site_packages, self.pycache)
+            self._mirrored.add(env.path)
         return env, published
+
+    def _install_entries(
+        self,
+        interpreter: Interpreter,
+        args: Sequence[str],
+        *,
+        no_deps: bool,
+        settings: str | None = None,
+        index_direct: bool = False,
+    ) -> list[Entry]:
+        """Install ``args`` into a staging prefix and store what landed there, one entry each."""
+        if not args:
+            return []
+        self.dists.root.mkdir(parents=True, exist_ok=True)
+        staging = self.dists.root / f".install-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            create_venv(staging, interpreter)
+            python, prefix = self._uv_target(staging, interpreter)
+            self.uv.install(python, args, prefix=prefix, no_deps=no_deps)
+            return self.dists.add_install(
+                staging,
+                interpreter.purelib,
+                interpreter.scripts,
+                interpreter.cache_tag + interpreter.platform,
+                settings or self._settings_digest(interpreter),
+                index_direct=index_direct,
+            )
+        finally:
+            remove_tree(staging)
+
+    def _compose(
+        self,
+        root: Path,
+        interpreter: Interpreter,
+        sources: Sequence[Source],
+        scripts: Sequence[Script],
+    ) -> None:
+        """Write the view at ``root``: a venv linking ``sources``, with copies of ``scripts``."""
+        packages = create_venv(root, interpreter, pycache=self.pycache)
+        link_sources(packages, sources)
+        write_scripts(scripts, bin_dir(root, interpreter))
 
     # -- the base ------------------------------------------------------------------------
 
@@ -118,38 +239,43 @@ class IsoenvSession:
         return self._base
 
     def base_key(self) -> str:
-        identity = self.interpreter.identity()
-        return digest(
-            [
-                "base",
-                str(FORMAT_VERSION),
-                json.dumps(
-                    {
-                        k: identity[k]
-                        for k in ("executable", "version", "implementation", "platform")
-                    },
-                    sort_keys=True,
-                ),
-                lines_digest(self.settings.requires),
-                json.dumps(install_settings(os.environ, self.settings.no_index), sort_keys=True),
-            ]
-        )
+        parts = [
+            "base",
+            str(FORMAT_VERSION),
+            self._settings_digest(self.interpreter),
+            lines_digest(self.settings.requires),
+        ]
+        if self.settings.refresh and self.settings.requires:  # what they resolve to today
+            parts.append(json.dumps(self._resolve(self.settings.requires)))
+        return digest(parts)
 
-    def _published_base(self) -> SharedEnv:
+    def _resolve(self, lines: Sequence[RequirementLine]) -> list[tuple[str, str | None]]:
+        """What ``lines`` resolve to on their own (uv, against an empty env)."""
+        empty = self.session_dir / f"resolve-{uuid.uuid4().hex[:8]}"
+        try:
+            create_venv(empty, self.interpreter)
+            python, prefix = self._uv_target(empty, self.interpreter)
+            changes = self.uv.plan(python, _args(lines), prefix=prefix)
+        finally:
+            remove_tree(empty)
+        return sorted((c.name, c.version) for c in changes)
+
+    def _published_base(self, *, damaged_since: float | None = None) -> SharedEnv:
         interpreter = self.interpreter
         requires = self.settings.requires
         key = self.base_key()
 
         def build(staging: Path) -> dict[str, Any]:
-            create_venv(staging, interpreter)
-            args = [arg for line in requires for arg in line.uv_args()]
-            if args:
-                python, prefix = self._uv_target(staging, interpreter)
-                self.uv.install(python, args, prefix=prefix, compile_bytecode=True)
-                make_scripts_relocatable(bin_dir(staging, interpreter))
-            return _manifest("base", interpreter, requires)
+            entries = self._install_entries(interpreter, _args(requires), no_deps=False)
+            self._compose(staging, interpreter, _sources(entries), _scripts(entries))
+            manifest = _manifest("base", interpreter, requires)
+            manifest["entries"] = entries_json(entries)
+            return manifest
 
-        base, published = self._publish("bases", key, interpreter, build)
+        what = f"the base env ({', '.join(map(str, requires)) or 'no packages'})"
+        base, published = self._publish(
+            "bases", key, interpreter, build, what, damaged_since=damaged_since
+        )
         verb = "built" if published.built else "reused"
         why = f" (previous one discarded: {published.replaced})" if published.replaced else ""
         self.events.append(
@@ -173,8 +299,9 @@ class IsoenvSession:
             {"requirements": [str(r) for r in self.settings.requires]},
             built=False,
             seconds=0.0,
+            external=True,
         )
-        missing = self._plan(base, self.settings.requires)
+        missing = self._plan(base, self.settings.requires) if self.settings.requires else []
         if missing:
             wanted = ", ".join(f"{c.name}=={c.version}" if c.version else c.name for c in missing)
             raise IsoenvError(
@@ -192,6 +319,11 @@ class IsoenvSession:
         )
         return base
 
+    def _base_sources(self, base: SharedEnv) -> list[Source]:
+        if base.external:
+            return site_sources(base.site_packages)
+        return _sources(base.entries)
+
     # -- layers --------------------------------------------------------------------------
 
     def layer(self, lines: tuple[RequirementLine, ...]) -> SharedEnv | None:
@@ -204,60 +336,96 @@ class IsoenvSession:
         if lines in self._layer_errors:
             raise InstallError([str(line) for line in lines], self._layer_errors[lines])
         try:
-            layer = self._published_layer(lines)
+            layer = None if _satisfied(self.base(), lines) else self._published_layer(lines)
         except InstallError as error:
             self._layer_errors[lines] = error.output
             raise
         self._layers[lines] = layer
         return layer
 
-    def _published_layer(self, lines: tuple[RequirementLine, ...]) -> SharedEnv | None:
+    def _published_layer(
+        self, lines: tuple[RequirementLine, ...], *, damaged_since: float | None = None
+    ) -> SharedEnv | None:
         base = self.base()
         wanted = [str(line) for line in lines]
         parts = ["layer", base.key, lines_digest(lines)]
         changes: list[Change] | None = None
         if self.settings.refresh:  # the key records what a fresh resolution gives
-            changes = self._plan(base, lines)
+            changes = self._plan_layer(base, lines)
             parts.append(json.dumps([[c.name, c.version] for c in changes]))
         key = digest(parts)
         interpreter = base.interpreter
+        settings = self._settings_digest(interpreter)
         start = time.perf_counter()
 
         def build(staging: Path) -> dict[str, Any]:
-            nonlocal changes
-            if changes is None:
-                changes = self._plan(base, lines)
-            packages = create_venv(staging, interpreter)
-            args = _exact_requirements(changes, lines)
-            if args:
-                in_process = interpreter == _interpreter.current()
-                python, prefix = self._uv_target(staging, interpreter)
-                self.uv.install(
-                    python, args, prefix=prefix, no_deps=True, compile_bytecode=not in_process
+            planned = changes if changes is not None else self._plan_layer(base, lines)
+            direct = _direct_names(lines)
+            stored: list[Entry] = []
+            missing: list[Change] = []
+            for change in planned:
+                found = (
+                    self.dists.lookup(change.name, change.version, settings)
+                    if change.version and canonicalize_name(change.name) not in direct
+                    else None
                 )
-                if in_process:  # saves uv starting an interpreter to compile
-                    compile_bytecode(packages)
+                if found is not None:
+                    stored.append(found)
+                else:
+                    missing.append(change)
+            own = stored + self._install_entries(
+                interpreter, _exact_requirements(missing, lines), no_deps=True
+            )
+            names = {entry.name for entry in own}
+            kept = [source for source in self._base_sources(base) if source.dist not in names]
+            replaced = {entry.name for entry in base.entries if entry.name in names}
+            scripts = [
+                script
+                for script in base.scripts
+                if not any(script.name in e.scripts for e in base.entries if e.name in replaced)
+            ]
+            self._compose(staging, interpreter, _sources(own) + kept, scripts + _scripts(own))
             manifest = _manifest("layer", interpreter, lines)
-            manifest["resolved"] = {c.name: c.version for c in changes}
+            manifest["entries"] = entries_json(own)
+            manifest["resolved"] = {c.name: c.version for c in planned}
             return manifest
 
-        layer, published = self._publish("layers", key, interpreter, build)
+        what = f"the layer for {', '.join(wanted)}"
+        layer, published = self._publish(
+            "layers", key, interpreter, build, what, damaged_since=damaged_since
+        )
         verb = "built" if published.built else "reused"
+        held = ", ".join(f"{e.name}=={e.version}" for e in layer.entries) or "nothing new"
+        why = f" (previous one discarded: {published.replaced})" if published.replaced else ""
         self.events.append(
             Event(
                 "layer",
-                (
-                    f"layer {verb} in {time.perf_counter() - start:.2f}s for {', '.join(wanted)}: "
-                    f"{', '.join(f'{n}=={v}' for n, v in layer.packages.items()) or 'nothing new'}"
-                    + (
-                        f" (previous one discarded: {published.replaced})"
-                        if published.replaced
-                        else ""
-                    )
-                ),
+                f"layer {verb} in {time.perf_counter() - start:.2f}s for {', '.join(wanted)}: "
+                f"{held}{why}",
             )
         )
-        return layer if layer.packages or layer.scripts else None
+        return layer if layer.entries else None
+
+    def _plan_layer(self, base: SharedEnv, lines: Sequence[RequirementLine]) -> list[Change]:
+        """What a layer over ``base`` holds: ``lines`` resolved with ``isoenv_requires``.
+
+        uv prefers the base's versions; what must change (pandas 3 -> 2.2 for ``numpy<2``)
+        goes into the layer and shadows the base's copy.
+        """
+        together = _overridden(self.settings.requires, lines)
+        try:
+            return self._plan(base, together)
+        except InstallError as error:
+            if not self.settings.requires:
+                raise
+            raise InstallError(
+                [str(line) for line in lines],
+                f"{error.output}\n"
+                f"isoenv_requires asks for: {', '.join(map(str, self.settings.requires))}\n"
+                f"the marker asks for: {', '.join(map(str, lines))}\n"
+                "(they are resolved together; a project the marker names is taken as the "
+                "marker asks, whatever isoenv_requires says of it)",
+            ) from None
 
     @staticmethod
     def _uv_target(root: Path, interpreter: Interpreter) -> tuple[Path, Path | None]:
@@ -272,35 +440,86 @@ class IsoenvSession:
         return bin_dir(root, interpreter) / "python", None
 
     def _plan(
-        self, base: SharedEnv, lines: Sequence[RequirementLine], shared: Sequence[SharedEnv] = ()
+        self, view: SharedEnv, lines: Sequence[RequirementLine], extra: Sequence[Path] = ()
     ) -> list[Change]:
-        """What the base lacks for ``lines``: base versions that satisfy them are kept.
+        """What ``view`` (with the site-packages in ``extra``) lacks for ``lines``.
 
-        A package the test needs at another version shadows the base's copy, unless a package
-        of the base (or of ``shared``) requires a version it excludes: that is a conflict.
+        Versions the env already has are kept by uv. uv lists local projects as changes even
+        when installed: a version already visible is no change. A change that breaks a
+        requirement of a distribution that stays is a conflict.
         """
-        args = [arg for line in lines for arg in line.uv_args()]
-        python, prefix = self._uv_target(base.path, base.interpreter)
-        changes = self.uv.plan(python, args, prefix=prefix)
+        python, prefix = self._uv_target(view.path, view.interpreter)
+        changes = self.uv.plan(python, _args(lines), prefix=prefix)
+        visible = installed_packages([*extra, view.site_packages])
+        changes = [
+            c
+            for c in changes
+            if ((c.name not in visible) if c.version is None else visible.get(c.name) != c.version)
+        ]
         versions = {c.name: c.version for c in changes if c.version}
-        problems = broken_by(versions, [base, *shared], [c.name for c in changes])
+        problems = broken_by(versions, [view], [c.name for c in changes])
         if problems:
             raise InstallError([str(line) for line in lines], "\n".join(problems))
         return changes
 
     # -- derived envs --------------------------------------------------------------------
 
+    def _tool_entry(self, interpreter: Interpreter) -> Entry | None:
+        """pip, from the interpreter's own bundled wheel: every derived env offers it."""
+        if interpreter.executable in self._tools:
+            return self._tools[interpreter.executable]
+        entry = None
+        if interpreter == _interpreter.current():
+            bundled = Path(ensurepip.__file__).parent / "_bundled"
+            wheels = sorted(bundled.glob("pip-*.whl"))
+            if wheels:
+                version = wheels[-1].name.split("-")[1]
+                settings = f"bundled-{interpreter.cache_tag}"
+                entry = self.dists.lookup("pip", version, settings)
+                if entry is None:
+                    found = self._install_entries(
+                        interpreter,
+                        [str(wheels[-1])],
+                        no_deps=True,
+                        settings=settings,
+                        index_direct=True,
+                    )
+                    entry = found[0] if found else None
+        self._tools[interpreter.executable] = entry
+        return entry
+
     def derived(self, lines: tuple[RequirementLine, ...]) -> DerivedEnv:
         """A fresh derived env for one test; give it back with ``release``."""
         base = self.base()
         layer = self.layer(lines)
+        view = layer or base
         if self._factory is None:
-            self._factory = EnvFactory(self.session_dir / "derived" / self.worker_id)
-        path = self._factory.take(
-            (base.path, layer.path if layer else None),
-            lambda root: DerivedEnv.make(root, base, layer),
-        )
+            pycache = self.pycache
+            self._factory = EnvFactory(
+                self.session_dir / "derived" / self.worker_id,
+                lambda path: [pycache / str(path).lstrip(os.sep)],
+            )
+        path = self._factory.take(view.path, self._maker(view))
         return DerivedEnv(path, base, layer, lines, self)
+
+    def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
+        """What writes a derived env of ``view``: made once per view, run for every test."""
+        found = self._makers.get(view.path)
+        if found is not None:
+            return found
+        tool = None
+        if "pip" not in installed_packages([view.site_packages]):
+            tool = self._tool_entry(view.interpreter)
+        links = [view.site_packages] + ([tool.site] if tool is not None else [])
+        scripts = [*(read_scripts(tool.bin) if tool is not None else []), *view.scripts]
+        interpreter, pycache = view.interpreter, self.pycache
+
+        def make(root: Path) -> None:
+            create_venv(root, interpreter, links, pycache)
+            write_scripts(scripts, bin_dir(root, interpreter))
+
+        self._makers[view.path] = make
+        return make
 
     def release(self, env: DerivedEnv) -> None:
         """Delete a derived env: its path vanishes now, its files go in the background."""
@@ -308,29 +527,30 @@ class IsoenvSession:
             self._factory.give_back(env.path)
 
     def close(self) -> None:
-        """Delete every derived env this process made."""
+        """Delete every derived env this process made; let go of the shared envs."""
         if self._factory is not None:
             self._factory.close()
             self._factory = None
+        _usage.release_all()
 
     def install_into(self, env: DerivedEnv, lines: tuple[RequirementLine, ...]) -> list[str]:
         """Install what ``env`` lacks for ``lines`` into it alone; return what was added.
 
-        Resolved against the base together with everything the env already asked for, so the
-        result stays consistent; only what neither the layer nor the env holds is installed.
+        Resolved with ``isoenv_requires`` and everything the env already asked for, so the
+        result stays consistent; only what neither its view nor the env holds is installed.
         """
-        shared = [env.layer] if env.layer else []
-        changes = self._plan(env.base, [*env.marker_lines, *env.installed_lines, *lines], shared)
-        present = installed_packages(
-            [env.site_packages] + ([env.layer.site_packages] if env.layer else [])
+        view = env.layer or env.base
+        asked = _overridden(
+            _overridden(self.settings.requires, env.marker_lines),
+            [*env.installed_lines, *lines],
         )
-        missing = [c for c in changes if c.version and present.get(c.name) != c.version]
+        missing = self._plan(view, asked, [env.site_packages])
         args = _exact_requirements(missing, lines)
         if args:
             python, prefix = self._uv_target(env.path, env.base.interpreter)
             self.uv.install(python, args, prefix=prefix, no_deps=True)
-            make_scripts_relocatable(env.bin)
-        added = [f"{c.name}=={c.version}" for c in missing]
+            _relocatable(env.bin)
+        added = [f"{c.name}=={c.version}" for c in missing if c.version]
         added += [str(line) for line in lines if _is_direct(line)]
         self.events.append(Event("install", f"installed {', '.join(added) or 'nothing new'}"))
         return added
@@ -341,9 +561,10 @@ class IsoenvSession:
         """Remember the shared envs ``env`` reads, to check after the test that none changed."""
         for shared in (env.base, env.layer):
             if shared is not None and shared.path not in self._snapshots:
-                self._snapshots[shared.path] = DirectorySnapshot.take(
-                    [shared.site_packages, shared.bin]
-                )
+                roots = [shared.site_packages, shared.bin]
+                for entry in shared.entries:
+                    roots += [entry.site, entry.bin]
+                self._snapshots[shared.path] = DirectorySnapshot.take(roots)
 
     def check_shared(self, env: DerivedEnv) -> None:
         """Raise ``SharedEnvModified`` (after undoing what can be undone) if a test changed one."""
@@ -357,12 +578,20 @@ class IsoenvSession:
             changes = snapshot.changes()
             if not changes:
                 continue
-            kind = "base env" if shared is env.base else "layer"
+            if shared.external:  # a venv of yours: reported, never touched
+                snapshot = DirectorySnapshot.take(snapshot.roots)
+                self._snapshots[shared.path] = snapshot
+                problems.append(
+                    f"the test changed {shared.describe()} (left as it is):\n  "
+                    + "\n  ".join(changes[:20])
+                )
+                continue
             restored = snapshot.undo_additions()
             del self._snapshots[shared.path]
             if not restored:
-                self._damaged(shared)
+                self._damaged(shared, changes)
             fate = "undone" if restored else "it will be rebuilt"
+            kind = "base env" if shared.kind == "base" else "layer"
             problems.append(
                 f"the test changed the shared {kind} {shared.path} ({fate}):\n  "
                 + "\n  ".join(changes[:20])
@@ -370,25 +599,23 @@ class IsoenvSession:
         if problems:
             raise SharedEnvModified("\n".join(problems))
 
-    def _damaged(self, shared: SharedEnv) -> None:
-        """Replace a shared env a test damaged: discard it and rebuild it at once.
+    def _damaged(self, shared: SharedEnv, changes: Sequence[str]) -> None:
+        """Rebuild a shared env a test damaged, beside the old one, and swap it in.
 
-        The rebuild lands at the same path (same key), so other workers' derived envs, which
-        link to that path, are whole again as soon as possible.
+        Stored distributions it changed are stored again; other workers' derived envs, which
+        link to the same paths, are whole again as soon as the swap is done.
         """
-        if self.settings.base not in (SESSION, CACHE) and shared is self._base:
-            return  # a user's own venv: not ours to delete; the message says what changed
-        is_base = shared is self._base
-        self._store("bases" if is_base else "layers").discard(shared.key)
-        # Layers hold only what they add, keyed by the base's key: a rebuilt base keeps them.
-        stale = [lines for lines, layer in self._layers.items() if layer is shared]
-        for lines in stale:
-            del self._layers[lines]
-        if is_base:
-            self._base = None
-            self.base()
-        for lines in stale:
-            self.layer(lines)
+        for entry in shared.entries:
+            if any(str(entry.path) in line for line in changes):
+                self.dists.mark_damaged(entry.path)
+        # Rebuilt unless another process (a worker that saw the same damage) has meanwhile.
+        since = time.time()
+        if shared.kind == "base":
+            self._base = self._published_base(damaged_since=since)
+            return
+        for lines, layer in list(self._layers.items()):
+            if layer is shared:
+                self._layers[lines] = self._published_layer(lines, damaged_since=since)
 
 
 def _manifest(
@@ -398,7 +625,61 @@ def _manifest(
         "kind": kind,
         "interpreter": interpreter.identity(),
         "requirements": [str(line) for line in lines],
-        "created": time.time(),
+    }
+
+
+def _args(lines: Sequence[RequirementLine]) -> list[str]:
+    return [arg for line in lines for arg in line.uv_args()]
+
+
+def _sources(entries: Sequence[Entry]) -> list[Source]:
+    return [Source(entry.site, entry.top_level, entry.name) for entry in entries]
+
+
+def _scripts(entries: Sequence[Entry]) -> list[Script]:
+    return [script for entry in entries for script in read_scripts(entry.bin)]
+
+
+def _relocatable(scripts_dir: Path) -> None:
+    from ._venv import make_scripts_relocatable  # noqa: PLC0415
+
+    make_scripts_relocatable(scripts_dir)
+
+
+def _satisfied(base: SharedEnv, lines: Sequence[RequirementLine]) -> bool:
+    """The base already holds what ``lines`` ask for (by name and version): no uv needed."""
+    for line in lines:
+        if line.kind != PEP508:
+            return False
+        requirement = Requirement(line.value)
+        version = base.packages.get(canonicalize_name(requirement.name))
+        if version is None or requirement.url or requirement.extras or requirement.marker:
+            return False
+        try:
+            if not requirement.specifier.contains(Version(version), prereleases=True):
+                return False
+        except (InvalidVersion, InvalidSpecifier):
+            return False
+    return True
+
+
+def _overridden(
+    lines: Sequence[RequirementLine], wins: Sequence[RequirementLine]
+) -> list[RequirementLine]:
+    """``lines`` and ``wins``, less the lines of ``lines`` naming a project ``wins`` names.
+
+    A marker that pins ``six==1.16.0`` over a base asking for ``six==1.17.0`` means the test
+    wants 1.16.0: the two are resolved together with the base's own pin set aside.
+    """
+    named = {line.name for line in wins if line.name is not None}
+    return [*(line for line in lines if line.name is None or line.name not in named), *wins]
+
+
+def _direct_names(lines: Sequence[RequirementLine]) -> set[str]:
+    return {
+        canonicalize_name(Requirement(line.value).name)
+        for line in lines
+        if line.kind == PEP508 and Requirement(line.value).url is not None
     }
 
 
@@ -408,6 +689,8 @@ def _exact_requirements(changes: Sequence[Change], lines: Sequence[RequirementLi
     Registry packages are pinned to the resolved version; projects asked for by path or URL
     are passed as asked, since the index cannot serve them.
     """
+    if not changes:
+        return []
     args: list[str] = []
     direct: set[str] = set()
     for line in lines:

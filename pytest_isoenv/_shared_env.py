@@ -14,22 +14,41 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ._dists import Entry, canonical
 from ._interpreter import Interpreter
 from ._venv import Script, bin_dir, read_scripts, site_packages
 
 
 @dataclass(frozen=True)
 class SharedEnv:
-    """A published env every test may read and none may change."""
+    """A published env every test may read and none may change: the base, or a layer."""
 
     path: Path
     interpreter: Interpreter
     key: str
+    #: The requirements it was built for (``isoenv_requires``, or a marker's).
     requirements: tuple[str, ...]
+    #: Its distributions, name -> version: all of the base's; what a layer adds or changes.
     packages: dict[str, str] = field(compare=False)
+    #: True when this session built it, False when it was reused.
     built: bool = field(compare=False)
     seconds: float = field(compare=False)
     scripts: tuple[Script, ...] = field(compare=False, repr=False)
+    #: The stored distributions it links (empty for a venv of yours).
+    entries: tuple[Entry, ...] = field(compare=False, repr=False, default=())
+    #: "base" or "layer".
+    kind: str = field(compare=False, default="base")
+    #: A venv of yours (``--isoenv-base=PATH``), never written.
+    external: bool = field(compare=False, default=False)
+
+    def describe(self) -> str:
+        """What it is, by what it holds (for messages)."""
+        asked = ", ".join(self.requirements) or "nothing"
+        if self.external:
+            return f"your base venv {self.path}"
+        if self.kind == "base":
+            return f"the base env (isoenv_requires: {asked})"
+        return f"the layer for {asked}"
 
     @property
     def python(self) -> Path:
@@ -84,16 +103,26 @@ class SharedEnv:
         *,
         built: bool,
         seconds: float,
+        entries: tuple[Entry, ...] = (),
+        kind: str = "base",
+        external: bool = False,
     ) -> SharedEnv:
         return cls(
             path=path,
             interpreter=interpreter,
             key=key,
             requirements=tuple(manifest.get("requirements", ())),
-            packages=installed_packages([site_packages(path, interpreter)]),
+            packages=(
+                {entry.name: entry.version for entry in entries}
+                if kind == "layer"  # what it adds to the base
+                else installed_packages([site_packages(path, interpreter)])
+            ),
             built=built,
             seconds=seconds,
             scripts=tuple(read_scripts(bin_dir(path, interpreter))),
+            entries=entries,
+            kind=kind,
+            external=external,
         )
 
 
@@ -108,7 +137,7 @@ def installed_packages(site_dirs: Iterable[Path]) -> dict[str, str]:
         for name in sorted(names):
             if name.endswith(".dist-info"):
                 dist, _, version = name[: -len(".dist-info")].partition("-")
-                found.setdefault(_canonical(dist), version)
+                found.setdefault(canonical(dist), version)
     return found
 
 
@@ -141,14 +170,10 @@ def broken_by(
                     continue
                 if not requirement.specifier.contains(parsed, prereleases=True):
                     problems.append(
-                        f"{name}=={version} conflicts with {dist} (in {env.path.name}), "
+                        f"{name}=={version} conflicts with {dist} (in {env.describe()}), "
                         f"which requires {requirement}"
                     )
     return problems
-
-
-def _canonical(name: str) -> str:
-    return name.replace("_", "-").replace(".", "-").lower()
 
 
 def verify_venv(root: Path, manifest: dict[str, Any], interpreter: Interpreter) -> str | None:

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import socket
 import stat
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
 
+from . import _progress
 from ._errors import IsoenvError
 from ._fingerprint import MANIFEST, full_fingerprint
+from ._swap import remove_tree, replace_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_FIRST_WORD = 2.0  # seconds of waiting for another process's build before saying so
 
 Verifier = Callable[[Path, "dict[str, Any]"], "str | None"]
 
@@ -77,43 +82,81 @@ class Store:
         self.root = root
 
     def get_or_build(
-        self, key: str, build: Callable[[Path], dict[str, Any]], verify: Verifier
+        self,
+        key: str,
+        build: Callable[[Path], dict[str, Any]],
+        verify: Verifier,
+        *,
+        what: str,
+        stale_before: float | None = None,
+        stale_because: str = "a rebuild was asked for (--isoenv-rebuild)",
     ) -> Published:
-        """The env published under ``key``: reused when it verifies, else (re)built."""
+        """The env published under ``key``: reused when it verifies, else (re)built.
+
+        ``what`` says what it holds, for whoever waits for this build. An env published before
+        ``stale_before`` (a time stamp) is built again, ``stale_because``; a broken one is
+        rebuilt beside and swapped in, so the path never goes missing. Under the lock, an env
+        another process published meanwhile is taken as it is.
+        """
         final = self.root / key
         start = time.perf_counter()
-        if self._valid(final, key, verify) is None:
+        stale = (stale_before, stale_because)
+        if self._valid(final, key, verify, stale) is None:
             return Published(final, _manifest(final), False, time.perf_counter() - start, None)
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / f"{key}.lock")):
-            problem = self._valid(final, key, verify)
+        with self._locked(key, what):
+            problem = self._valid(final, key, verify, stale)
             if problem is None:  # another process built it while we waited
                 return Published(final, _manifest(final), False, time.perf_counter() - start, None)
             self._remove_leftovers(key)
-            replaced = problem if final.exists() else None
-            if replaced is not None:
-                self._discard(final, key)
-            manifest = self._build(final, key, build)
+            replaced = problem if os.path.lexists(final) else None
+            with _progress.announced(f"building {what}"):
+                manifest = self._build(final, key, build)
         return Published(final, manifest, True, time.perf_counter() - start, replaced)
 
-    def discard(self, key: str) -> None:
-        """Throw away a published env (it was found damaged) so the next use rebuilds it."""
-        final = self.root / key
-        with FileLock(str(self.root / f"{key}.lock")):
-            if final.exists():
-                self._discard(final, key)
+    @contextmanager
+    def _locked(self, key: str, what: str) -> Iterator[None]:
+        """Hold ``key``'s lock; while another process holds it, say who and for what."""
+        lock = FileLock(str(self.root / f"{key}.lock"))
+        owner_file = self.root / f"{key}.owner"
+        waited = time.monotonic()
+        next_word = _FIRST_WORD
+        while True:
+            try:
+                lock.acquire(timeout=next_word)
+                break
+            except FileLockTimeout:
+                _progress.say(
+                    f"waiting for {_owner(owner_file)} building {what} "
+                    f"({time.monotonic() - waited:.0f}s so far)"
+                )
+                next_word = _progress.EVERY
+        try:
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            owner_file.write_text(json.dumps(owner), encoding="utf-8")
+            yield
+        finally:
+            owner_file.unlink(missing_ok=True)
+            lock.release()
 
-    def _valid(self, final: Path, key: str, verify: Verifier) -> str | None:
-        manifest = read_manifest(final)
-        if manifest is None:
-            return "it is incomplete (no manifest)" if final.exists() else "it does not exist"
-        if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
-            return "its manifest is from another format or key"
-        problem = verify(final, manifest)
-        if problem is not None:
-            return problem
-        if manifest.get("fingerprint") != full_fingerprint(final):
-            return "its files changed after it was built"
+    def _valid(  # noqa: PLR0911 - one reason per way an env can be unusable
+        self, final: Path, key: str, verify: Verifier, stale: tuple[float | None, str]
+    ) -> str | None:
+        try:
+            manifest = read_manifest(final)
+            if manifest is None:
+                return "it is incomplete (no manifest)" if final.exists() else "it does not exist"
+            if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
+                return "its manifest is from another format or key"
+            if stale[0] is not None and manifest.get("created", 0) < stale[0]:
+                return stale[1]
+            problem = verify(final, manifest)
+            if problem is not None:
+                return problem
+            if manifest.get("fingerprint") != full_fingerprint(final):
+                return "its files changed after it was built"
+        except OSError as error:  # being replaced by another process: wait for its lock
+            return f"it changed while being read ({error.strerror})"
         return None
 
     def _build(
@@ -121,32 +164,43 @@ class Store:
     ) -> dict[str, Any]:
         staging = self.root / f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
+            staging.mkdir()  # there from the start: a build in progress is visible
             manifest = dict(build(staging))
             # Fingerprint as it will be seen from the published path: renaming keeps every
             # entry's mtime, and the manifest itself is left out.
-            manifest.update(format=FORMAT_VERSION, key=key, fingerprint=full_fingerprint(staging))
+            manifest.update(
+                format=FORMAT_VERSION,
+                key=key,
+                created=time.time(),
+                fingerprint=full_fingerprint(staging),
+            )
             tmp_manifest = staging / (MANIFEST + ".tmp")
             tmp_manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
             with open(tmp_manifest, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp_manifest, staging / MANIFEST)
-            os.rename(staging, final)
+            if os.path.lexists(final):
+                replace_dir(staging, final)
+            else:
+                os.rename(staging, final)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
             raise
         return manifest
 
-    def _discard(self, final: Path, key: str) -> None:
-        trash = self.root / f"{key}.trash-{uuid.uuid4().hex[:8]}"
-        os.rename(final, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-
     def _remove_leftovers(self, key: str) -> None:
         """Half-built or half-deleted dirs of ``key`` (their builder died); we hold the lock."""
-        for leftover in self.root.glob(f"{key}.tmp-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        for leftover in self.root.glob(f"{key}.trash-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        for pattern in (f"{key}.tmp-*", f"{key}.trash-*"):
+            for leftover in self.root.glob(pattern):
+                remove_tree(leftover)
+
+
+def _owner(owner_file: Path) -> str:
+    try:
+        owner = json.loads(owner_file.read_text(encoding="utf-8"))
+        return f"pid {owner['pid']} on {owner['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def _manifest(final: Path) -> dict[str, Any]:

@@ -44,10 +44,13 @@ def bin_dir(root: Path, interpreter: Interpreter) -> Path:
     return root / interpreter.scripts
 
 
-def create_venv(root: Path, interpreter: Interpreter, link: Sequence[Path] = ()) -> Path:
+def create_venv(
+    root: Path, interpreter: Interpreter, link: Sequence[Path] = (), pycache: Path | None = None
+) -> Path:
     """Write a venv for ``interpreter`` at ``root`` (which must not exist); return site-packages.
 
-    ``link`` lists site-packages directories the env sees after its own, first one first.
+    ``link`` lists site-packages directories the env sees after its own, first one first;
+    ``pycache`` is where its interpreter writes bytecode.
     """
     scripts = bin_dir(root, interpreter)
     packages = site_packages(root, interpreter)
@@ -69,7 +72,7 @@ def create_venv(root: Path, interpreter: Interpreter, link: Sequence[Path] = ())
     lib64 = root / "lib64"
     if os.name == "posix" and (root / "lib").is_dir() and not lib64.exists():
         os.symlink("lib", lib64)
-    write_link(packages, link)
+    write_link(packages, link, pycache)
     return packages
 
 

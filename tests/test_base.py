@@ -70,7 +70,7 @@ def test_cache_mode_reuses_the_base_across_sessions(
     second.assert_outcomes(passed=2)
     assert "base reused" in _base_line(second)
     assert str(offline_env) in _base_line(second)
-    bases = [p for p in (offline_env / "v1" / "bases").iterdir() if p.is_dir()]
+    bases = [p for p in (offline_env / "v2" / "bases").iterdir() if p.is_dir()]
     assert len(bases) == 1
     manifest = json.loads((bases[0] / MANIFEST).read_text())
     assert manifest["fingerprint"] == full_fingerprint(bases[0]), "a test wrote into the base"
@@ -84,11 +84,11 @@ def test_ini_and_env_var_select_the_cache_too(pytester: pytest.Pytester, offline
     pytester.makepyfile(TESTS)
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
     # the env var (PYTEST_ISOENV_CACHE_DIR, set by offline_env) wins over the ini
-    assert (offline_env / "v1" / "bases").is_dir()
+    assert (offline_env / "v2" / "bases").is_dir()
     assert not (pytester.path / "my cache 🐸").exists()
     result = pytester.runpytest_subprocess(f"--isoenv-cache-dir={pytester.path / 'cli dir'}")
     result.assert_outcomes(passed=1)
-    assert (pytester.path / "cli dir" / "v1" / "bases").is_dir()
+    assert (pytester.path / "cli dir" / "v2" / "bases").is_dir()
 
 
 @pytest.mark.parametrize(
@@ -228,25 +228,47 @@ def test_verbose_mode_shows_per_test_env_work(pytester: pytest.Pytester, offline
     )
 
 
-def test_base_and_layers_are_byte_compiled_so_tests_never_write_into_them(
-    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+BYTECODE_SUITE = """
+import os, sys
+import pytest
+
+IMPORT = "import iso_a, iso_cli; print(iso_a.__file__)"
+
+@pytest.mark.parametrize("flags", [[], ["-O"], ["-OO"]], ids=["plain", "O", "OO"])
+def test_base(isoenv, flags):
+    isoenv.run("python", *flags, "-c", IMPORT)
+
+@pytest.mark.parametrize("flags", [[], ["-O"], ["-OO"]], ids=["plain", "O", "OO"])
+@pytest.mark.isoenv(requires=["iso-b"])
+def test_layer(isoenv, flags):
+    isoenv.run("python", *flags, "-c", IMPORT + "; import iso_b")
+    isoenv.run(isoenv.layer.python, *flags, "-c", IMPORT)
+"""
+
+
+@pytest.mark.parametrize("dont_write", ["1", None], ids=["DONTWRITEBYTECODE", "writing"])
+def test_bytecode_goes_to_the_stores_prefix_never_into_a_shared_env(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch, dont_write: str
 ) -> None:
-    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-    _ini(pytester, "iso-a==1.0")
-    pytester.makepyfile(
-        """
-        import pytest
-
-        def test_base(isoenv):
-            isoenv.run("python", "-c", "import iso_a")
-
-        @pytest.mark.isoenv(requires=["iso-b", "iso-cli"])
-        def test_layer(isoenv):
-            isoenv.run("python", "-c", "import iso_b, iso_cli")
-            assert list((isoenv.layer.site_packages / "iso_b" / "__pycache__").glob("*.pyc"))
-        """
-    )
-    for verb in ("built", "reused"):
-        result = pytester.runpytest_subprocess("--isoenv-base=cache", "-v")
-        result.assert_outcomes(passed=2)
-        result.stdout.fnmatch_lines([f"isoenv: base {verb}*", f"*layer {verb}*iso-b, iso-cli*"])
+    # Users' machines write bytecode (this one sets PYTHONDONTWRITEBYTECODE): importing from a
+    # shared env, with -O or -OO too, never writes into it and is never flagged as a change;
+    # the bytecode lands once in the store's prefix, shared by every env holding the package.
+    if dont_write:
+        monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", dont_write)
+    else:
+        monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")  # the first build runs optimised: no poison
+    _ini(pytester, "iso-a==1.0", "iso-cli")
+    pytester.makepyfile(BYTECODE_SUITE)
+    pytester.runpytest_subprocess("--isoenv-base=cache").assert_outcomes(passed=6)
+    monkeypatch.delenv("PYTHONOPTIMIZE")
+    result = pytester.runpytest_subprocess("--isoenv-base=cache")
+    result.assert_outcomes(passed=6)
+    assert "base reused" in _base_line(result)
+    store = offline_env / "v2"
+    shared = [p for kind in ("bases", "layers", "dists") for p in (store / kind).rglob("*")]
+    assert not [p for p in shared if p.name == "__pycache__" or p.suffix == ".pyc"]
+    (iso_a,) = (store / "dists").glob("iso-a-1.0-*")
+    cached = store / "pycache" / str(iso_a).lstrip("/") / "site" / "iso_a"
+    tags = sorted(p.name.split(".", 1)[1] for p in cached.glob("__init__.*.pyc"))
+    assert len(tags) == 3 and any("opt-1" in t for t in tags) and any("opt-2" in t for t in tags)

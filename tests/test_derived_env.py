@@ -284,7 +284,7 @@ def test_a_test_that_changes_the_base_fails_and_the_base_is_restored(
             (isoenv_base.site_packages / "planted.py").write_text("x = 1")
 
         def test_removes_a_package(isoenv_base, isoenv):
-            shutil.rmtree(isoenv_base.site_packages / "iso_a")
+            (isoenv_base.site_packages / "iso_a" / "__init__.py").unlink()
 
         @pytest.mark.isoenv(requires=["iso-cli"])
         def test_adds_to_the_layer(isoenv):
@@ -308,7 +308,7 @@ def test_a_test_that_changes_the_base_fails_and_the_base_is_restored(
             "  added */site-packages/planted.py",
             "*test_removes_a_package*",
             "isoenv: the test changed the shared base env * (it will be rebuilt):",
-            "  removed */site-packages/iso_a",
+            "  removed */iso_a/__init__.py",
             "*test_adds_to_the_layer*",
             "isoenv: the test changed the shared layer * (undone):",
         ]
@@ -318,16 +318,41 @@ def test_a_test_that_changes_the_base_fails_and_the_base_is_restored(
     again.stdout.fnmatch_lines(["isoenv: base reused*"])
 
 
-def test_pip_never_falls_back_to_the_hosts_and_uv_always_resolves(
+def test_pip_in_a_derived_env_installs_into_that_env_alone(
     pytester: pytest.Pytester, offline_env: Path
 ) -> None:
+    # A base built by uv has no pip: a kernel's "!pip install" or "%pip install" (which runs
+    # sys.executable -m pip) must still land in the test's env, never the host's or a shared one.
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-b"]\n')
     pytester.makepyfile(
         """
-        def test_no_pip(isoenv):
-            done = isoenv.run("pip", "--version", check=False)
-            assert done.returncode != 0
-            assert "No module named pip" in done.stderr
-            assert done.args[:3] == [str(isoenv.python), "-m", "pip"]
+        import os, subprocess, sysconfig
+        import pytest
+
+        HOST = sysconfig.get_paths()["purelib"]
+        PIP = ["install", "--no-index", "--find-links", os.environ["UV_FIND_LINKS"]]
+
+        @pytest.mark.parametrize("pip", [["pip"], ["pip3"], ["python", "-m", "pip"]])
+        def test_pip(isoenv, isoenv_base, pip):
+            host_before = sorted(os.listdir(HOST))
+            base_before = sorted(os.listdir(isoenv_base.site_packages))
+            # plain subprocess, through the activated PATH, as a kernel's "!pip" does
+            done = subprocess.run([*pip, *PIP, "iso-cli"], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert (isoenv.site_packages / "iso_cli-1.0.dist-info").is_dir()
+            assert isoenv.packages()["iso-cli"] == "1.0"
+            assert sorted(os.listdir(HOST)) == host_before
+            assert sorted(os.listdir(isoenv_base.site_packages)) == base_before
+            out = isoenv.run("pip", "--version").stdout
+            assert "pip" in out
+
+        def test_base_packages_are_seen_as_installed(isoenv):
+            out = isoenv.run("pip", *PIP, "iso-a<2").stdout
+            assert "already satisfied" in out
+            assert not list(isoenv.site_packages.glob("iso_a*"))
+
+        def test_gone_in_the_next_test(isoenv):
+            assert "iso-cli" not in isoenv.packages()
 
         def test_uv(isoenv):
             assert isoenv.which("uv")
@@ -335,7 +360,7 @@ def test_pip_never_falls_back_to_the_hosts_and_uv_always_resolves(
             assert (isoenv.site_packages / "iso_a-2.0.dist-info").is_dir()
         """
     )
-    pytester.runpytest_subprocess().assert_outcomes(passed=2)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=6)
 
 
 def test_envs_of_a_killed_run_are_removed_by_the_next_run(

@@ -113,7 +113,7 @@ def _slow_project(root: Path) -> Path:
 
 
 def _store(cache_dir: Path, kind: str) -> Path:
-    return cache_dir / "v1" / kind
+    return cache_dir / "v2" / kind
 
 
 def _published(cache_dir: Path, kind: str) -> list[Path]:
@@ -414,10 +414,14 @@ def _set_home(env: Path, home: str) -> None:
 CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "file-removed": (
         lambda env: next(env.rglob("iso_a/__init__.py")).unlink(),
-        "its files changed after it was built",
+        "its stored distribution iso-a-1.0-* is missing or changed",
     ),
     "file-rewritten": (
         lambda env: next(env.rglob("iso_a/__init__.py")).write_text("__version__ = 'bad'\n"),
+        "its stored distribution iso-a-1.0-* is missing or changed",
+    ),
+    "file-planted": (
+        lambda env: (next(env.rglob("site-packages")) / "planted.py").write_text("x = 1\n"),
         "its files changed after it was built",
     ),
     "pyvenv-cfg-garbage": (
@@ -533,8 +537,11 @@ def test_pip_uninstall_in_the_derived_env_cannot_reach_the_base(isoenv):
     assert "outside environment" in done.stdout + done.stderr
     assert isoenv.run("python", "-c", IMPORT).stdout == "1.0\\n"
 
-def test_pip_uninstall_aimed_at_the_base(isoenv):
-    isoenv.run(isoenv.base.python, PIP, "uninstall", "-y", "iso-a")
+def test_pip_uninstall_aimed_at_the_base_finds_nothing_it_may_remove(isoenv):
+    # the base links its distributions from the store: pip sees no files of its own to remove
+    done = isoenv.run(isoenv.base.python, PIP, "uninstall", "-y", "iso-a")
+    assert "No files were found to uninstall" in done.stdout + done.stderr
+    assert isoenv.run("python", "-c", IMPORT).stdout == "1.0\\n"
 
 @pytest.mark.isoenv(requires=["iso-b"])
 def test_writes_a_new_file_into_the_layer(isoenv):
@@ -586,27 +593,26 @@ def test_a_test_that_changes_a_shared_env_fails_saying_what_and_the_env_is_uncha
     result = pytester.runpytest_subprocess(
         "--isoenv-base=cache", "-p", "no:randomly", "test_modify.py"
     )
-    result.assert_outcomes(passed=4, failed=6)
+    result.assert_outcomes(passed=5, failed=5)
+    dists = offline_env / "v2" / "dists"
     result.stdout.fnmatch_lines(
         [
             "*_ test_writes_a_new_file_into_the_base _*",
             f"isoenv: the test changed the shared base env {base} (undone):",
             f"  added {base}/*/site-packages/planted.py",
             "*_ test_rewrites_a_base_file_in_place _*",
-            f"isoenv: the test changed the shared base env {base} (*):",
-            f"  modified {base}/*/site-packages/iso_a/__init__.py",
+            f"isoenv: the test changed the shared base env {base} (it will be rebuilt):",
+            f"  modified {dists}/iso-a-1.0-*/site/iso_a/__init__.py",
             "*_ test_pip_install_aimed_at_the_base _*",
             f"isoenv: the test changed the shared base env {base} (undone):",
             f"  added {base}/*/site-packages/iso_b",
-            "*_ test_pip_uninstall_aimed_at_the_base _*",
-            f"isoenv: the test changed the shared base env {base} (it will be rebuilt):",
-            f"  removed {base}/*/site-packages/iso_a",
             "*_ test_writes_a_new_file_into_the_layer _*",
             f"isoenv: the test changed the shared layer {layer} (undone):",
             f"  added {layer}/*/site-packages/planted.py",
             "*_ test_uv_install_aimed_at_the_layer _*",
-            f"isoenv: the test changed the shared layer {layer} (undone):",
-            f"  added {layer}/*/site-packages/iso_cli",
+            # uv writes through the layer's links into the store: the base's copy is stored anew
+            f"isoenv: the test changed the shared base env {base} (it will be rebuilt):",
+            f"  replaced {dists}/iso-cli-1.0-*/site/iso_cli/__init__.py",
         ]
     )
     for env in (base, layer):
@@ -624,7 +630,7 @@ import shutil, time, pytest
 def test_damages_the_base(isoenv):
     time.sleep(0.2)  # the other worker is running tests by now
     if {removes}:
-        shutil.rmtree(isoenv.base.site_packages / "iso_a")
+        shutil.rmtree((isoenv.base.site_packages / "iso_a").resolve())
     else:
         (isoenv.base.site_packages / "planted.py").write_text("x = 1\\n")
 

@@ -56,7 +56,6 @@ def test_a_base_holding_pandas_imports_pandas_and_numpy(
 
 
 @realpkgs
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="storage redesign, issue 9")
 def test_an_older_numpy_than_the_base_allows_brings_an_older_pandas_into_the_layer(
     pytester: pytest.Pytester, offline_real_env: Path, real_wheelhouse: Wheelhouse
 ) -> None:
@@ -126,7 +125,6 @@ exit 1
 
 
 @realpkgs
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 8")
 def test_pip_install_run_by_a_test_installs_into_its_env_alone(
     pytester: pytest.Pytester,
     offline_real_env: Path,
@@ -175,7 +173,6 @@ def test_pip_install_run_by_a_test_installs_into_its_env_alone(
 
 
 @realpkgs
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="storage redesign, issue 9")
 def test_python_dash_o_importing_numpy_is_not_a_change_to_the_base(
     pytester: pytest.Pytester,
     offline_real_env: Path,

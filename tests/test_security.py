@@ -54,7 +54,7 @@ def test_the_cache_dir_is_private(
     result.assert_outcomes(passed=2)
     assert _mode(cache_dir) == 0o700
     assert cache_dir.stat().st_uid == os.getuid()
-    (base,) = [p for p in (cache_dir / "v1" / "bases").iterdir() if p.is_dir()]
+    (base,) = [p for p in (cache_dir / "v2" / "bases").iterdir() if p.is_dir()]
     assert base.stat().st_uid == os.getuid()
 
 

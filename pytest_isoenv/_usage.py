@@ -1,0 +1,77 @@
+"""Which cached envs are in use: a shared lock per env for a session's life, and its last use.
+
+A session holds a shared ``flock`` on ``<env>.inuse`` for every base and layer it uses, from
+first use to the end of the process (the kernel drops it when the process dies, however it
+dies). Pruning takes the lock exclusively and without waiting: an env in use is never
+removed. The lock file's mtime, set when the lock is first taken, is the env's last use: one
+``utime`` per env per session, nothing per test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process shared locks here; nothing is held
+    fcntl = None  # type: ignore[assignment]
+
+INUSE_SUFFIX = ".inuse"
+
+_held: dict[Path, int] = {}
+
+
+def inuse_file(env: Path) -> Path:
+    return env.with_name(env.name + INUSE_SUFFIX)
+
+
+def hold(env: Path) -> None:
+    """Mark ``env`` used by this process until it exits (idempotent)."""
+    if env in _held or fcntl is None:
+        return
+    path = inuse_file(env)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        os.utime(fd)
+    except OSError:
+        os.close(fd)
+        return
+    _held[env] = fd
+
+
+def release_all() -> None:
+    """Let go of every env this process holds (the end of the session)."""
+    for fd in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+def try_exclusive(env: Path) -> int | None:
+    """An exclusive hold on ``env`` (a descriptor to close), or None while a session uses it."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(inuse_file(env), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def last_used(env: Path) -> float | None:
+    """When a session last started using ``env`` (None: never recorded)."""
+    try:
+        return os.stat(inuse_file(env)).st_mtime
+    except OSError:
+        return None
