@@ -53,6 +53,7 @@ class DerivedEnv(os.PathLike[str]):
         self.requirements = tuple(str(line) for line in requirements)
         self.marker_lines = requirements
         self.installed_lines: list[RequirementLine] = []
+        self._added: list[str] = []  # what install() added, name==version (for reports)
         self._session = session
         self._env: dict[str, str] | None = None
 
@@ -184,6 +185,7 @@ class DerivedEnv(os.PathLike[str]):
             # test's own line.
             raise error.with_traceback(None) from None
         self.installed_lines += lines
+        self._added += added
         return added
 
     @property

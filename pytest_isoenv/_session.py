@@ -47,6 +47,8 @@ class Event:
 
     kind: str  # "base", "layer" or "install"
     text: str
+    verb: str = ""  # "built", "reused" or "used" (a venv of yours) for a base or a layer
+    seconds: float = 0.0
 
 
 @dataclass
@@ -70,6 +72,7 @@ class IsoenvSession:
     _tools: dict[Path, Entry | None] = field(default_factory=dict)
     _mirrored: set[Path] = field(default_factory=set)
     _makers: dict[Path, Callable[[Path], None]] = field(default_factory=dict)
+    _links: dict[Path, list[Path]] = field(default_factory=dict)  # view -> its envs' links
     # A user's venv (--isoenv-base=PATH) -> the view of it uv is pointed at instead.
     _uv_views: dict[Path, Path] = field(default_factory=dict)
 
@@ -340,6 +343,8 @@ class IsoenvSession:
                     f"({interpreter.implementation} {interpreter.version_text}, "
                     f"{len(base.packages)} packages){why}"
                 ),
+                verb,
+                published.seconds,
             )
         )
         return base
@@ -375,6 +380,7 @@ class IsoenvSession:
                     f"base used read-only: {path} ({interpreter.implementation} "
                     f"{interpreter.version_text}, {len(base.packages)} packages)"
                 ),
+                "used",
             )
         )
         return base
@@ -441,11 +447,13 @@ class IsoenvSession:
         verb = "built" if published.built else "reused"
         held = ", ".join(f"{e.name}=={e.version}" for e in layer.entries) or "nothing new"
         why = f" (previous one discarded: {published.replaced})" if published.replaced else ""
+        seconds = time.perf_counter() - start
         self.events.append(
             Event(
                 "layer",
-                f"layer {verb} in {time.perf_counter() - start:.2f}s for {', '.join(wanted)}: "
-                f"{held}{why}",
+                f"layer {verb} in {seconds:.2f}s for {', '.join(wanted)}: {held}{why}",
+                verb,
+                seconds,
             )
         )
         return layer if layer.entries else None
@@ -573,12 +581,21 @@ class IsoenvSession:
             write_scripts(scripts, bin_dir(root, interpreter))
 
         self._makers[view.path] = make
+        self._links[view.path] = links
         return make
 
     def release(self, env: DerivedEnv) -> None:
         """Delete a derived env: its path vanishes now, its files go in the background."""
         if self._factory is not None:
             self._factory.give_back(env.path)
+
+    def keep(self, env: DerivedEnv, dest: Path, nodeid: str) -> None:
+        """Move ``env`` to the empty directory ``dest``, to outlive the session (``_keep``)."""
+        from ._keep import keep_env  # noqa: PLC0415 - only with --isoenv-keep
+
+        view = env.layer or env.base
+        links = self._links.get(view.path, [view.site_packages])
+        keep_env(env, dest, nodeid, links=links, pycache=self.pycache, dists=self.dists.root)
 
     def close(self) -> None:
         """Delete every derived env this process made; let go of the shared envs."""
@@ -593,6 +610,7 @@ class IsoenvSession:
         Resolved with ``isoenv_requires`` and everything the env already asked for, so the
         result stays consistent; only what neither its view nor the env holds is installed.
         """
+        start = time.perf_counter()
         view = env.layer or env.base
         asked = _overridden(
             _overridden(self.settings.requires, env.marker_lines),
@@ -607,7 +625,13 @@ class IsoenvSession:
             _relocatable(env.bin)
         added = [f"{c.name}=={c.version}" for c in missing if c.version]
         added += [str(line) for line in lines if _is_direct(line)]
-        self.events.append(Event("install", f"installed {', '.join(added) or 'nothing new'}"))
+        self.events.append(
+            Event(
+                "install",
+                f"installed {', '.join(added) or 'nothing new'}",
+                seconds=time.perf_counter() - start,
+            )
+        )
         return added
 
     # -- the guard on shared envs --------------------------------------------------------

@@ -34,7 +34,14 @@ REBUILD_HELP = (
     "(after a change the cache key cannot see)."
 )
 
+KEEP_HELP = (
+    "Keep the derived envs of failed tests ('failed') or of every test ('all') after the "
+    "session, under the cache dir's kept/, to debug in; default 'none'."
+)
+
 SESSION, CACHE = "session", "cache"
+KEEP_NONE, KEEP_FAILED, KEEP_ALL = "none", "failed", "all"
+_KEEP_MODES = (KEEP_NONE, KEEP_FAILED, KEEP_ALL)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Settings:
     refresh: bool
     rootdir: Path
     rebuild: bool = False
+    keep: str = KEEP_NONE  # KEEP_NONE, KEEP_FAILED or KEEP_ALL
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -82,12 +90,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help=REBUILD_HELP,
     )
+    group.addoption("--isoenv-keep", dest="isoenv_keep", metavar="none|failed|all", help=KEEP_HELP)
     parser.addini("isoenv_requires", REQUIRES_HELP, type="linelist", default=[])
     parser.addini("isoenv_base", BASE_HELP, default=SESSION)
     parser.addini("isoenv_cache_dir", CACHE_DIR_HELP, default="")
     parser.addini("isoenv_no_index", NO_INDEX_HELP, type="bool", default=False)
     parser.addini("isoenv_refresh", REFRESH_HELP, type="bool", default=False)
     parser.addini("isoenv_rebuild", REBUILD_HELP, type="bool", default=False)
+    parser.addini("isoenv_keep", KEEP_HELP, default=KEEP_NONE)
 
 
 def default_cache_dir() -> Path:
@@ -108,6 +118,24 @@ def _flag(config: pytest.Config, name: str, env_var: str) -> bool:
     if os.environ.get(env_var):
         return os.environ[env_var].lower() in ("1", "true", "yes", "on")
     return bool(config.getini(name))
+
+
+def keep_mode(config: pytest.Config) -> str:
+    """``--isoenv-keep``: which derived envs outlive the session; ``pytest.UsageError`` if bad.
+
+    Cheap (nothing imported), so it is checked when the session starts, env tests or not.
+    """
+    for source, value in (
+        ("--isoenv-keep=", config.getoption("isoenv_keep")),
+        ("PYTEST_ISOENV_KEEP=", os.environ.get("PYTEST_ISOENV_KEEP")),
+        ("isoenv_keep = ", config.getini("isoenv_keep")),
+    ):
+        if value:
+            mode = str(value).strip().lower()
+            if mode not in _KEEP_MODES:
+                raise pytest.UsageError(f"{source}{value}: not one of {', '.join(_KEEP_MODES)}")
+            return mode
+    return KEEP_NONE
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -157,4 +185,5 @@ def resolve(config: pytest.Config) -> Settings:
         refresh=_flag(config, "isoenv_refresh", "PYTEST_ISOENV_REFRESH"),
         rootdir=rootdir,
         rebuild=_flag(config, "isoenv_rebuild", "PYTEST_ISOENV_REBUILD"),
+        keep=keep_mode(config),
     )

@@ -16,6 +16,7 @@ import pytest
 SESSION_DIR_KEY = "isoenv_session_dir"
 STARTED_KEY = "isoenv_started"
 BASE_LINES_KEY = "isoenv_base_lines"
+BASE_WORK_KEY = "isoenv_base_work"
 
 
 def worker_input(config: pytest.Config) -> dict[str, Any] | None:
@@ -32,10 +33,17 @@ def worker_id(config: pytest.Config) -> str:
 class XdistGlue:
     """Registered on the controller; its hook only exists (and runs) where xdist is loaded."""
 
-    def __init__(self, session_dir: str, started: float, base_line: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        session_dir: str,
+        started: float,
+        base_line: Callable[[str], None],
+        base_work: Callable[[list[Any]], None],
+    ) -> None:
         self.session_dir = session_dir
         self.started = started
         self.base_line = base_line
+        self.base_work = base_work
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -44,12 +52,15 @@ class XdistGlue:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        for line in getattr(node, "workeroutput", {}).get(BASE_LINES_KEY, ()):
+        output = getattr(node, "workeroutput", {})
+        for line in output.get(BASE_LINES_KEY, ()):
             self.base_line(str(line))
+        self.base_work(list(output.get(BASE_WORK_KEY, ())))
 
 
-def send_base_lines(config: pytest.Config, lines: list[str]) -> None:
-    """On a worker: hand the lines about the base to the controller."""
+def send_base_lines(config: pytest.Config, lines: list[str], work: list[Any]) -> None:
+    """On a worker: hand the lines about the base, and its work, to the controller."""
     output: dict[str, Any] | None = getattr(config, "workeroutput", None)
     if output is not None:
         output[BASE_LINES_KEY] = list(lines)
+        output[BASE_WORK_KEY] = [list(item) for item in work]

@@ -11,14 +11,26 @@ import contextlib
 import sys
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from ._session_dir import SessionDir, plan
-from ._settings import SETTINGS_KEY, add_options
-from ._summary import BASE_ERROR_ATTRIBUTE, BASE_ERROR_SHORT, REPORT_SECTION, SummaryReporter
+from ._settings import KEEP_ALL, KEEP_NONE, SETTINGS_KEY, add_options, keep_mode
+from ._summary import (
+    BASE_ERROR_ATTRIBUTE,
+    BASE_ERROR_SHORT,
+    ENV_SECTION,
+    JUNIT_PROPERTY,
+    KEEP_ERROR_ATTRIBUTE,
+    KEPT_ATTRIBUTE,
+    REPORT_SECTION,
+    WORK_ATTRIBUTE,
+    SummaryReporter,
+    Work,
+)
 from ._xdist import (
     SESSION_DIR_KEY,
     STARTED_KEY,
@@ -61,6 +73,7 @@ class _Run:
         self._session: IsoenvSession | None = None
         self.base_error_told = False
         self.base_lines: list[str] = []  # what this process has to say about the base
+        self.base_work: list[Work] = []
 
     def prepare_base(self) -> None:
         """Build or find the base now; a failure is kept by the session for the tests."""
@@ -69,7 +82,9 @@ class _Run:
         session = self.session()
         with contextlib.suppress(BaseBuildError):
             session.base()
-        self.base_lines += [event.text for event in session.events if event.kind == "base"]
+        bases = [event for event in session.events if event.kind == "base"]
+        self.base_lines += [event.text for event in bases]
+        self.base_work += [[event.kind, event.verb, event.seconds] for event in bases]
 
     def settings(self) -> Settings:
         """The resolved settings; ``pytest.UsageError`` on a static mistake."""
@@ -111,6 +126,23 @@ _RUN_KEY = pytest.StashKey[_Run]()
 _LINES_KEY = pytest.StashKey["tuple[RequirementLine, ...]"]()
 _ENV_KEY = pytest.StashKey["DerivedEnv"]()
 _BASE_ERROR_KEY = pytest.StashKey[str]()
+# The test's env from its setup to its last report; once torn down, it waits there (parked)
+# for the test's outcome, which decides whether it is kept (--isoenv-keep) or deleted.
+_TEST_ENV_KEY = pytest.StashKey["DerivedEnv"]()
+_PARKED_KEY = pytest.StashKey["DerivedEnv"]()
+_WORK_KEY = pytest.StashKey["list[Work]"]()
+
+
+@dataclass
+class _Outcome:
+    """What the reports of one test with an env have said so far."""
+
+    failed: bool = False
+    kept: Path | None = None  # where its env is (to be) kept
+    problem: str | None = None  # why it could not be kept
+
+
+_OUTCOME_KEY = pytest.StashKey[_Outcome]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -129,13 +161,16 @@ def pytest_configure(config: pytest.Config) -> None:
         # Decided now, made by whichever process first needs it (this one or a worker).
         run = _Run(config, SessionDir(plan()), owner=True, started=time.time())
         # Always: xdist may be loaded after us (-p xdist.plugin), and the hook is optional.
-        glue = XdistGlue(str(run.session_dir.path), run.started, reporter.base_line)
+        glue = XdistGlue(
+            str(run.session_dir.path), run.started, reporter.base_line, reporter.base_work
+        )
         config.pluginmanager.register(glue, "isoenv-xdist")
     config.stash[_RUN_KEY] = run
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
+    keep_mode(config)  # a mistake there is told now, whether any test needs an env or not
     if worker_input(config) is None and config.pluginmanager.has_plugin("dsession"):
         # The xdist controller runs no test, its workers do: a static mistake in the
         # settings is told once, here, before any worker starts on it.
@@ -235,7 +270,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN_KEY, None)
     if run is not None and run.base_lines:
-        send_base_lines(session.config, run.base_lines)
+        send_base_lines(session.config, run.base_lines, run.base_work)
 
 
 # -- the fixtures ----------------------------------------------------------------------------
@@ -246,7 +281,13 @@ def _report(item: pytest.Item, session: IsoenvSession, when: str) -> None:
         item.add_report_section(
             when, REPORT_SECTION, "\n".join(event.text for event in session.events)
         )
+        _work(item).extend([event.kind, event.verb, event.seconds] for event in session.events)
         session.events.clear()
+
+
+def _work(item: pytest.Item) -> list[Work]:
+    """The env work done for ``item`` not yet carried by one of its reports."""
+    return item.stash.setdefault(_WORK_KEY, [])
 
 
 def _base_failed(request: pytest.FixtureRequest, message: str) -> None:
@@ -305,6 +346,8 @@ def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         pytest.fail(failure, pytrace=False)
     session.watch(env)
     item.stash[_ENV_KEY] = env
+    item.stash[_TEST_ENV_KEY] = env
+    _work(item).append(["derived", "", 0.0])
     unittest = sys.modules.get("unittest")
     instance = request.instance
     if unittest is not None and isinstance(instance, unittest.TestCase):
@@ -314,7 +357,10 @@ def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
             yield env
     finally:
         del item.stash[_ENV_KEY]
-        env.remove()
+        if session.settings.keep == KEEP_NONE:
+            env.remove()
+        else:  # kept or deleted when the teardown's outcome is known too
+            item.stash[_PARKED_KEY] = env
         _report(item, session, "teardown")
 
 
@@ -328,7 +374,85 @@ def pytest_runtest_makereport(
         # An attribute, not a section: it is for the summary, not for the test's own output;
         # xdist carries it to the controller with the report.
         setattr(report, BASE_ERROR_ATTRIBUTE, message)
+    work = item.stash.get(_WORK_KEY, None)
+    if work:
+        setattr(report, WORK_ATTRIBUTE, list(work))
+        work.clear()
+    env = item.stash.get(_TEST_ENV_KEY, None)
+    if env is not None:
+        _env_outcome(item, call.when, report, env)
     return report
+
+
+def _env_outcome(item: pytest.Item, when: str, report: pytest.TestReport, env: DerivedEnv) -> None:
+    """Describe the env of a failed test in its report; keep or delete it after its teardown.
+
+    The first failed report (setup, call or teardown) gets the description, as a section and
+    as a property, which junitxml records from the teardown report. An env to keep is moved
+    only once its fixture is torn down, while its path still works.
+    """
+    from ._summary import env_fate, env_section  # noqa: PLC0415
+
+    session = item.config.stash[_RUN_KEY].session()
+    keep = session.settings.keep
+    outcome = item.stash.setdefault(_OUTCOME_KEY, _Outcome())
+    first_failure = report.failed and not outcome.failed
+    outcome.failed = outcome.failed or report.failed
+    wanted = keep == KEEP_ALL or (keep != KEEP_NONE and outcome.failed)
+    if wanted and outcome.kept is None and outcome.problem is None:
+        outcome.kept, outcome.problem = _reserve(session, item.nodeid)
+    if when == "teardown":
+        del item.stash[_TEST_ENV_KEY]
+        del item.stash[_OUTCOME_KEY]
+        parked = item.stash.get(_PARKED_KEY, None)
+        if parked is not None:
+            del item.stash[_PARKED_KEY]
+            _keep_or_remove(session, parked, outcome, item.nodeid, report)
+    if first_failure:
+        text = env_section(env, env_fate(env, outcome.kept, keep, outcome.problem))
+        report.sections.append((ENV_SECTION, text))
+        item.user_properties.append((JUNIT_PROPERTY, text))  # the teardown report's
+        if when == "teardown":
+            report.user_properties.append((JUNIT_PROPERTY, text))
+
+
+def _reserve(session: IsoenvSession, nodeid: str) -> tuple[Path | None, str | None]:
+    """The directory to keep the env of ``nodeid`` in, or why there is none."""
+    from ._errors import IsoenvError  # noqa: PLC0415
+    from ._keep import kept_root, reserve  # noqa: PLC0415
+
+    try:
+        return reserve(kept_root(session.settings.cache_dir), nodeid), None
+    except (IsoenvError, OSError) as error:
+        return None, f"could not keep the env of {nodeid}: {error}"
+
+
+def _keep_or_remove(
+    session: IsoenvSession,
+    env: DerivedEnv,
+    outcome: _Outcome,
+    nodeid: str,
+    report: pytest.TestReport,
+) -> None:
+    if outcome.kept is None:
+        env.remove()
+        if outcome.problem is not None:
+            setattr(report, KEEP_ERROR_ATTRIBUTE, outcome.problem)
+        return
+    from ._errors import IsoenvError  # noqa: PLC0415
+    from ._swap import remove_tree  # noqa: PLC0415
+
+    try:
+        session.keep(env, outcome.kept, nodeid)
+    except (IsoenvError, OSError) as error:
+        outcome.problem = f"could not keep the env of {nodeid}: {error}"
+        setattr(report, KEEP_ERROR_ATTRIBUTE, outcome.problem)
+        remove_tree(outcome.kept)  # half kept is not kept
+        outcome.kept = None
+        if env.path.exists():
+            env.remove()
+        return
+    setattr(report, KEPT_ATTRIBUTE, str(outcome.kept))
 
 
 @pytest.hookimpl(wrapper=True)
