@@ -30,6 +30,8 @@ from ._summary import (
     WORK_ATTRIBUTE,
     SummaryReporter,
     Work,
+    env_fate,
+    env_section,
 )
 from ._xdist import (
     SESSION_DIR_KEY,
@@ -391,8 +393,6 @@ def _env_outcome(item: pytest.Item, when: str, report: pytest.TestReport, env: D
     as a property, which junitxml records from the teardown report. An env to keep is moved
     only once its fixture is torn down, while its path still works.
     """
-    from ._summary import env_fate, env_section  # noqa: PLC0415
-
     session = item.config.stash[_RUN_KEY].session()
     keep = session.settings.keep
     outcome = item.stash.setdefault(_OUTCOME_KEY, _Outcome())
