@@ -111,7 +111,7 @@ def _plural(count: int, noun: str) -> str:
 
 
 def count_line(work: Iterable[Work]) -> str:
-    """``1 base reused, 2 layers built (1.3s), 3 installs (0.4s), 200 derived envs``.
+    """``1 base reused, 2 new layers (1.3s), 3 installs (0.4s), 200 derived envs``.
 
     Layers and installs are summed over every process; the base is one per session, however
     many workers report on it (one built it, the others waited for it and reused it).
@@ -136,12 +136,12 @@ def count_line(work: Iterable[Work]) -> str:
         parts.append("1 base reused")
     elif "used" in bases:
         parts.append("1 base used read-only")
+    # Not "layer built": that is how the per-layer lines read.
     if layers["built"]:
-        parts.append(
-            f"{_plural(len(layers['built']), 'layer')} built ({sum(layers['built']):.1f}s)"
-        )
+        built = layers["built"]
+        parts.append(f"{_plural(len(built), 'new layer')} ({sum(built):.1f}s)")
     if layers["reused"]:
-        parts.append(f"{_plural(len(layers['reused']), 'layer')} reused")
+        parts.append(_plural(len(layers["reused"]), "reused layer"))
     if installs:
         parts.append(f"{_plural(len(installs), 'install')} ({sum(installs):.1f}s)")
     if derived:

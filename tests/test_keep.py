@@ -270,14 +270,19 @@ def test_the_summary_counts_env_work_and_quiet_quiet_hides_it(
 ) -> None:
     _ini(pytester)
     pytester.makepyfile(SUITE)
-    result = pytester.runpytest_subprocess("-p", "no:xdist", "--isoenv-keep=failed")
+    args = ["-p", "no:xdist", "--isoenv-keep=failed", "--isoenv-base=cache"]
+    result = pytester.runpytest_subprocess(*args)
     result.stdout.fnmatch_lines(
-        ["isoenv: 1 base built (*s), 1 layer built (*s), 1 install (*s), 2 derived envs"]
+        ["isoenv: 1 base built (*s), 1 new layer (*s), 1 install (*s), 2 derived envs"]
     )
-    quiet = pytester.runpytest_subprocess("-p", "no:xdist", "-qq", "--isoenv-keep=failed")
+    again = pytester.runpytest_subprocess(*args)
+    again.stdout.fnmatch_lines(
+        ["isoenv: 1 base reused, 1 reused layer, 1 install (*s), 2 derived envs"]
+    )
+    quiet = pytester.runpytest_subprocess(*args, "-qq")
     assert quiet.ret == pytest.ExitCode.TESTS_FAILED  # -qq prints no outcome line to parse
     assert not [line for line in quiet.outlines if line.startswith("isoenv:")], quiet.outlines
-    assert len(_kept(offline_env)) == 2
+    assert len(_kept(offline_env)) == 3
 
 
 def test_a_failure_to_keep_is_told_even_with_quiet_quiet(
@@ -325,7 +330,7 @@ def test_more(isoenv, n):
         f"isoenv: kept the env of test_keep_and_counts_under_xdist.py::test_fail: {kept}"
     ]
     result.stdout.fnmatch_lines(
-        ["isoenv: 1 base built (*s), 1 layer built (*s), 1 install (*s), 6 derived envs"]
+        ["isoenv: 1 base built (*s), 1 new layer (*s), 1 install (*s), 6 derived envs"]
     )
     result.stdout.fnmatch_lines(["*- isoenv env -*", f"env: {kept} (kept: *"])
     assert _run(kept / "bin" / "python", "import iso_b; print(iso_b.__version__)") == "1.0"

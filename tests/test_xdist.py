@@ -40,7 +40,7 @@ def test_suite_runs_with_and_without_xdist(
     result.assert_outcomes(passed=8)
     base_lines = [line for line in result.outlines if line.startswith("isoenv: base")]
     assert len(base_lines) == 1 and "base built" in base_lines[0], result.outlines
-    layer_builds = [line for line in result.outlines if "layer built in" in line]
+    layer_builds = [line for line in result.outlines if "layer built" in line]
     assert len(layer_builds) == 1, "the layer must be built once, not per test or per worker"
     if workers:
         result.stdout.fnmatch_lines(["*gw0*", "*gw1*"])
