@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -335,3 +337,25 @@ def test_more(isoenv, n):
     result.stdout.fnmatch_lines(["*- isoenv env -*", f"env: {kept} (kept: *"])
     assert _run(kept / "bin" / "python", "import iso_b; print(iso_b.__version__)") == "1.0"
     assert not list(tmpdir.glob("pytest-isoenv-*"))
+
+
+def test_an_env_on_another_file_system_is_copied_links_and_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_isoenv import _keep
+
+    source = tmp_path / "env"
+    (source / "bin").mkdir(parents=True)
+    (source / "bin" / "python").symlink_to(sys.executable)
+    (source / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    dest = tmp_path / "kept"
+    dest.mkdir()
+
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    _keep._move(source, dest)
+    assert not source.exists()
+    assert os.readlink(dest / "bin" / "python") == sys.executable
+    assert (dest / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
