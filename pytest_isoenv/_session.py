@@ -612,19 +612,19 @@ class IsoenvSession:
 
     # -- the guard on shared envs --------------------------------------------------------
 
-    def watch(self, env: DerivedEnv) -> None:
-        """Remember the shared envs ``env`` reads, to check after the test that none changed."""
-        for shared in (env.base, env.layer):
+    def watch(self, envs: Sequence[SharedEnv | None]) -> None:
+        """Remember shared envs a test reads, to check after it that none changed."""
+        for shared in envs:
             if shared is not None and shared.path not in self._snapshots:
                 roots = [shared.site_packages, shared.bin]
                 for entry in shared.entries:
                     roots += [entry.site, entry.bin]
                 self._snapshots[shared.path] = DirectorySnapshot.take(roots)
 
-    def check_shared(self, env: DerivedEnv) -> None:
+    def check_shared(self, envs: Sequence[SharedEnv | None]) -> None:
         """Raise ``SharedEnvModified`` (after undoing what can be undone) if a test changed one."""
         problems: list[str] = []
-        for shared in (env.base, env.layer):
+        for shared in envs:
             if shared is None:
                 continue
             snapshot = self._snapshots.get(shared.path)

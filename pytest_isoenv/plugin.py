@@ -303,7 +303,7 @@ def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         _base_failed(request, base_error)
     if failure:
         pytest.fail(failure, pytrace=False)
-    session.watch(env)
+    session.watch([env.base, env.layer])
     item.stash[_ENV_KEY] = env
     unittest = sys.modules.get("unittest")
     instance = request.instance
@@ -333,19 +333,30 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Check, after the test, the shared envs it could reach: its env's, or the base alone."""
+    shared: list[SharedEnv | None] = []
+    env = item.stash.get(_ENV_KEY, None)
+    if env is not None:
+        shared = [env.base, env.layer]
+    elif "isoenv_base" in getattr(item, "fixturenames", ()):
+        from ._errors import BaseBuildError  # noqa: PLC0415
+
+        session = item.config.stash[_RUN_KEY].session()
+        with contextlib.suppress(BaseBuildError):  # the fixture said why there is no base
+            shared = [session.base()]
+            session.watch(shared)
     try:
         return (yield)
     finally:
-        env = item.stash.get(_ENV_KEY, None)
-        if env is not None:
-            _check_shared(item, env)
+        if shared:
+            _check_shared(item, shared)
 
 
-def _check_shared(item: pytest.Item, env: DerivedEnv) -> None:
+def _check_shared(item: pytest.Item, shared: list[SharedEnv | None]) -> None:
     from ._errors import SharedEnvModified  # noqa: PLC0415
 
     try:
-        item.config.stash[_RUN_KEY].session().check_shared(env)
+        item.config.stash[_RUN_KEY].session().check_shared(shared)
     except SharedEnvModified as error:
         failure = f"isoenv: {error}"
     else:
