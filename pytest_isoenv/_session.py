@@ -562,7 +562,16 @@ class IsoenvSession:
                 lambda path: [pycache / str(path).lstrip(os.sep)],
             )
         path = self._factory.take(view.path, self._maker(view))
-        return DerivedEnv(path, base, layer, lines, self)
+        return DerivedEnv(
+            path,
+            base,
+            layer,
+            lines,
+            rootdir=self.settings.rootdir,
+            installer=self.install_into,
+            release=self._factory.give_back,
+            uv=lambda: self.uv.binary,
+        )
 
     def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
         """What writes a derived env of ``view``: made once per view, run for every test."""
@@ -582,11 +591,6 @@ class IsoenvSession:
 
         self._makers[view.path] = make
         return make
-
-    def release(self, env: DerivedEnv) -> None:
-        """Delete a derived env: its path vanishes now, its files go in the background."""
-        if self._factory is not None:
-            self._factory.give_back(env.path)
 
     def close(self) -> None:
         """Delete every derived env this process made; let go of the shared envs."""
