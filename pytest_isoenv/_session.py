@@ -278,7 +278,7 @@ class IsoenvSession:
             parts.append(json.dumps(resolved))
         return digest(parts)
 
-    def _resolve(self, lines: Sequence[RequirementLine]) -> list[Change]:
+    def _resolve(self, lines: Sequence[RequirementLine], *, rebuild: bool = True) -> list[Change]:
         """What ``lines`` resolve to on their own (uv, against an empty env)."""
         if not lines:
             return []
@@ -286,15 +286,46 @@ class IsoenvSession:
         try:
             create_venv(empty, self.interpreter)
             python, prefix = self._uv_target(empty, self.interpreter)
-            names = local_project_names(lines)
+            names = local_project_names(lines) if rebuild else []
             return self.uv.plan(python, _args(lines), prefix=prefix, rebuild=names)
         finally:
             remove_tree(empty)
 
+    def _planned(self, key: str, plan: Callable[[], list[Change]]) -> tuple[list[Change], bool]:
+        """The plan of the env ``key`` names (its content digest), and whether it is new.
+
+        Plans are kept in the store: a session base or layer made again (every session, in
+        session mode) asks uv nothing when its distributions are stored. The key covers every
+        input, local projects' content included; ``--isoenv-refresh`` plans afresh.
+        """
+        path = self.store_root / "plans" / f"{key}.json"
+        if not self.settings.refresh and self.stale_before is None:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                return [Change(name, version) for name, version in data], False
+            except (OSError, ValueError, TypeError):
+                pass
+        changes = plan()
+        with contextlib.suppress(OSError):  # a plan not kept is asked for again next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(json.dumps([[c.name, c.version] for c in changes]), "utf-8")
+            os.replace(tmp, path)
+        return changes, True
+
     def _stored(
-        self, interpreter: Interpreter, changes: Sequence[Change], lines: Sequence[RequirementLine]
+        self,
+        interpreter: Interpreter,
+        changes: Sequence[Change],
+        lines: Sequence[RequirementLine],
+        *,
+        rebuild: bool,
     ) -> list[Entry]:
-        """The entries of ``changes``: stored ones as they are, the others installed now."""
+        """The entries of ``changes``: stored ones as they are, the others installed now.
+
+        ``rebuild``: the local projects among ``lines`` are new to this key, so uv builds them
+        again rather than trust its cache of their builds.
+        """
         settings = self._settings_digest(interpreter)
         direct = _direct_names(lines)
         stored: list[Entry] = []
@@ -313,7 +344,7 @@ class IsoenvSession:
             interpreter,
             _exact_requirements(missing, lines),
             no_deps=True,
-            rebuild=local_project_names(lines),
+            rebuild=local_project_names(lines) if rebuild else (),
         )
         return stored + installed
 
@@ -323,7 +354,8 @@ class IsoenvSession:
         key = self.base_key()
 
         def build(staging: Path) -> dict[str, Any]:
-            entries = self._stored(interpreter, self._resolve(requires), requires)
+            changes, fresh = self._planned(key, lambda: self._resolve(requires))
+            entries = self._stored(interpreter, changes, requires, rebuild=fresh)
             self._compose(staging, interpreter, _sources(entries), _scripts(entries))
             manifest = _manifest("base", interpreter, requires)
             manifest["entries"] = entries_json(entries)
@@ -421,8 +453,11 @@ class IsoenvSession:
         start = time.perf_counter()
 
         def build(staging: Path) -> dict[str, Any]:
-            planned = changes if changes is not None else self._plan_layer(base, lines)
-            own = self._stored(interpreter, planned, lines)
+            if changes is not None:
+                planned, fresh = changes, True
+            else:
+                planned, fresh = self._planned(key, lambda: self._plan_layer(base, lines))
+            own = self._stored(interpreter, planned, lines, rebuild=fresh)
             names = {entry.name for entry in own}
             kept = [source for source in self._base_sources(base) if source.dist not in names]
             replaced = {entry.name for entry in base.entries if entry.name in names}
