@@ -27,6 +27,10 @@ REFRESH_HELP = (
     "Ask the index again instead of answering from uv's cache first (new releases), and "
     "re-resolve cached layers."
 )
+PRUNE_AFTER_HELP = (
+    "With --isoenv-base=cache: at the end of a session, at most once a day, remove cached envs "
+    "no session used for this many days (0: never)."
+)
 
 SESSION, CACHE = "session", "cache"
 
@@ -41,6 +45,8 @@ class Settings:
     no_index: bool
     refresh: bool
     rootdir: Path
+    #: Days after which unused cached envs are pruned at the end of a session (0: never).
+    prune_after: float = 30.0
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -73,6 +79,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("isoenv_cache_dir", CACHE_DIR_HELP, default="")
     parser.addini("isoenv_no_index", NO_INDEX_HELP, type="bool", default=False)
     parser.addini("isoenv_refresh", REFRESH_HELP, type="bool", default=False)
+    parser.addini("isoenv_prune_after", PRUNE_AFTER_HELP, default="30")
 
 
 def default_cache_dir() -> Path:
@@ -134,4 +141,18 @@ def resolve(config: pytest.Config) -> Settings:
         no_index=_flag(config, "isoenv_no_index", "PYTEST_ISOENV_NO_INDEX"),
         refresh=_flag(config, "isoenv_refresh", "PYTEST_ISOENV_REFRESH"),
         rootdir=rootdir,
+        prune_after=_prune_after(config),
     )
+
+
+def _prune_after(config: pytest.Config) -> float:
+    text = str(config.getini("isoenv_prune_after")).strip()
+    try:
+        days = float(text or "30")
+    except ValueError:
+        days = -1.0
+    if not days >= 0:  # also NaN
+        raise pytest.UsageError(
+            f"isoenv_prune_after: {text!r} is not a number of days (0 or more; 0 never prunes)"
+        )
+    return days

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from . import _session_dir
+from ._cache_upkeep import end_of_session
 from ._derived import DerivedEnv
 from ._errors import BaseBuildError, InstallError, MarkerError, SharedEnvModified
 from ._requirements import RequirementLine, parse_lines
 from ._session import IsoenvSession
-from ._settings import SETTINGS_KEY, add_options, resolve
+from ._settings import CACHE, SETTINGS_KEY, add_options, resolve
 from ._shared_env import SharedEnv
 from ._summary import REPORT_SECTION, SummaryReporter
 from ._xdist import SESSION_DIR_KEY, XdistGlue, worker_id, worker_input
@@ -31,6 +32,7 @@ _SESSION_KEY = pytest.StashKey[IsoenvSession]()
 _OWNED_DIR_KEY = pytest.StashKey[Path]()
 _LINES_KEY = pytest.StashKey[tuple[RequirementLine, ...]]()
 _ENV_KEY = pytest.StashKey[DerivedEnv]()
+_CACHE_LINE_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +53,23 @@ def pytest_configure(config: pytest.Config) -> None:
         # Always: xdist may be loaded after us (-p xdist.plugin), and the hook is optional.
         config.pluginmanager.register(XdistGlue(str(session_dir)), "isoenv-xdist")
     config.stash[_SESSION_KEY] = IsoenvSession(settings, session_dir, worker_id(config))
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's: its workers are gone
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The cache's daily prune, and its size for the summary (the controller only)."""
+    config = session.config
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is not None and settings.base == CACHE and worker_input(config) is None:
+        line = end_of_session(settings.cache_dir, settings.prune_after)
+        if line is not None:
+            config.stash[_CACHE_LINE_KEY] = line
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    line = config.stash.get(_CACHE_LINE_KEY, None)
+    if line is not None:
+        terminalreporter.write_line(f"isoenv: {line}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
