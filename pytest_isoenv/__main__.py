@@ -49,14 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.action == "list":
         _print_inventory(cache_dir, scan(root))
         return 0
+    max_size = getattr(args, "max_size", None)
     if args.action == "clear":
         report = prune(root, everything=True)
     else:
         older_than = args.older_than
-        if older_than is None and args.max_size is None:
+        if older_than is None and max_size is None:
             older_than = DEFAULT_DAYS
-        report = prune(root, older_than=older_than, max_size=args.max_size)
-    _print_report(cache_dir, report, args.max_size)
+        report = prune(root, older_than=older_than, max_size=max_size)
+    _print_report(cache_dir, report, max_size)
     return 0
 
 

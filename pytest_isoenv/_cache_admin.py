@@ -475,7 +475,7 @@ class _SizeMemo:
 class Removed:
     """One thing a prune removed (or spared)."""
 
-    what: str  # "base", "layer", "kept", "stored distribution", "leftover"
+    what: str  # "base", "layer", "kept", "stored distribution", "leftover", "bytecode"
     description: str
     size: int
     last_used: float | None = None
@@ -488,7 +488,7 @@ class PruneReport:
     removed: list[Removed] = field(default_factory=list)
     #: Envs it would have removed, but a running session uses them.
     in_use: list[Removed] = field(default_factory=list)
-    #: Stored distributions no env links that were kept: too recent, or sessions are running.
+    #: Stored distributions no env links, that would have gone: other sessions are running.
     orphans_kept: int = 0
     size_before: int = 0
 
@@ -601,10 +601,12 @@ def prune(
     try:
         quiet = holds.quiet(root, _usage.held())
         _remove_leftovers(inventory, holds, report, quiet=quiet, everything=everything)
-        if quiet:
-            for dist in orphans:
-                if old(dist.stored):
+        for dist in orphans:
+            if old(dist.stored):
+                if quiet:
                     _remove_dist(inventory, dist, report)
+                else:
+                    report.orphans_kept += 1
         # Envs are taken one by one from here: a session may start using the others.
         holds.release()
         remaining = list(inventory.envs)
@@ -612,10 +614,9 @@ def prune(
             _remove_env(inventory, env, remaining, holds, report)
         if max_size is not None and not everything:
             _fit(inventory, remaining, orphans, holds, report, max_size=max_size)
-        report.orphans_kept = sum(dist in inventory.dists for dist in orphans)
         _remove_stale_files(inventory, remaining, holds)
         if everything:
-            _clear_pycache(inventory, remaining)
+            _clear_pycache(inventory, remaining, report)
     finally:
         holds.release()
     return report
@@ -638,7 +639,9 @@ def _fit(
     orphans = [dist for dist in orphans if dist in inventory.dists]
     if not orphans or report.size_after <= max_size:
         return
-    if holds.quiet(inventory.root, _usage.held()):
+    if not holds.quiet(inventory.root, _usage.held()):
+        report.orphans_kept = max(report.orphans_kept, len(orphans))
+    else:
         for dist in orphans:
             if report.size_after <= max_size:
                 break
@@ -775,21 +778,26 @@ def _remove_stale_files(inventory: Inventory, remaining: list[CachedEnv], holds:
                 path.unlink()
 
 
-def _clear_pycache(inventory: Inventory, remaining: list[CachedEnv]) -> None:
+def _clear_pycache(inventory: Inventory, remaining: list[CachedEnv], report: PruneReport) -> None:
     """All bytecode but that of the envs and distributions that stay."""
     keep: set[str] = set()
     for path in [*(env.path for env in remaining), *(dist.path for dist in inventory.dists)]:
         keep.update(str(mirror) for mirror in mirrors(inventory.root, path))
-    _prune_tree(inventory.pycache, keep)
+    freed = _prune_tree(inventory.pycache, keep)
+    if freed:
+        report.removed.append(Removed("bytecode", "of other paths", freed))
 
 
-def _prune_tree(directory: Path, keep: set[str]) -> None:
+def _prune_tree(directory: Path, keep: set[str]) -> int:
+    freed = 0
     for child in _children(directory):
         text = str(child)
         if text in keep:
             continue
         inside = any(k.startswith(text + os.sep) for k in keep)
         if inside and child.is_dir() and not child.is_symlink():
-            _prune_tree(child, keep)
+            freed += _prune_tree(child, keep)
         else:
+            freed += disk_usage(child)
             remove_tree(child)
+    return freed
