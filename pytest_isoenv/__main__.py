@@ -26,7 +26,7 @@ from ._settings import default_cache_dir
 PROG = "python -m pytest_isoenv"
 #: ``prune`` without --older-than or --max-size removes envs unused for this many days.
 DEFAULT_DAYS = 30.0
-_TITLES = {"base": "Bases", "layer": "Layers", "kept": "Kept envs"}
+_TITLES = {"base": "Bases", "layer": "Layers", "kept env": "Kept envs"}
 
 CACHE_DIR_HELP = (
     "the cache directory (default: $PYTEST_ISOENV_CACHE_DIR, else the per-user default "
@@ -179,7 +179,7 @@ def _print_inventory(cache_dir: Path, inventory: Inventory) -> None:
         envs = sorted(
             (env for env in inventory.envs if env.kind == kind), key=lambda e: -e.last_used
         )
-        if not envs and kind == "kept":
+        if not envs and kind == "kept env":
             continue
         print(f"\n{title} ({len(envs)}):")
         for env in envs:
@@ -206,7 +206,7 @@ def _print_inventory(cache_dir: Path, inventory: Inventory) -> None:
     counts = [
         _plural(sum(env.kind == kind for env in inventory.envs), kind) for kind in ("base", "layer")
     ]
-    kept = sum(env.kind == "kept" for env in inventory.envs)
+    kept = sum(env.kind == "kept env" for env in inventory.envs)
     if kept:
         counts.append(_plural(kept, "kept env"))
     counts.append(_plural(len(inventory.dists), "stored distribution"))

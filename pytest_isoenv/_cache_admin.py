@@ -34,7 +34,7 @@ from ._swap import remove_tree
 
 VERSION_DIR = f"v{FORMAT_VERSION}"
 #: The directories of envs below ``v2``, and what each holds.
-ENV_KINDS = {"bases": "base", "layers": "layer", "kept": "kept"}
+ENV_KINDS = {"bases": "base", "layers": "layer", "kept": "kept env"}
 #: Builder leftovers younger than this may belong to a build still under way.
 LEFTOVER_AGE = 3600.0
 DAY = 86400.0
@@ -117,7 +117,7 @@ def _blocks(info: os.stat_result, seen: set[tuple[int, int]]) -> int:
 class CachedEnv:
     """A base, a layer or a kept env in the cache."""
 
-    kind: str  # "base", "layer" or "kept"
+    kind: str  # "base", "layer" or "kept env"
     path: Path
     requirements: tuple[str, ...]
     #: What it holds itself, as ``name version`` (a layer: what it adds to its base's).
@@ -475,7 +475,7 @@ class _SizeMemo:
 class Removed:
     """One thing a prune removed (or spared)."""
 
-    what: str  # "base", "layer", "kept", "stored distribution", "leftover", "bytecode"
+    what: str  # "base", "layer", "kept env", "stored distribution", "leftover", "bytecode"
     description: str
     size: int
     last_used: float | None = None
@@ -651,7 +651,7 @@ def _fit(
 
 def _removal_order(envs: list[CachedEnv], remaining: list[CachedEnv]) -> list[CachedEnv]:
     """Least recently used first; an env linking a view comes before the view."""
-    rank = {"kept": 0, "layer": 1, "base": 2}
+    rank = {"kept env": 0, "layer": 1, "base": 2}
 
     def used(env: CachedEnv) -> float:
         users = [other.last_used for other in remaining if env.path in other.views]

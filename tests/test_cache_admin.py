@@ -295,6 +295,41 @@ def test_prune_removes_nothing_a_session_used_recently(
     assert len(_dists(offline_env)) == 3
 
 
+def test_an_env_kept_in_the_cache_keeps_the_layer_it_links(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    from pytest_isoenv._link import link_line
+
+    _project(pytester)
+    _session(pytester, "test_cli.py")
+    layer = _envs(offline_env, "layers")["iso-cli"]
+    _used(layer, days_ago=40)
+    # A test's env kept after its session (as a venv linking the layer through a .pth line).
+    (layer_packages,) = layer.glob("lib/*/site-packages")
+    kept = offline_env / "v2" / "kept" / "test_cli-1"
+    packages = kept / layer_packages.relative_to(layer)
+    (packages / "extra-3.0.dist-info").mkdir(parents=True)
+    (packages / "_pytest_isoenv_link.pth").write_text(link_line([layer_packages]))
+
+    listed = _cli(pytester, "list")
+
+    listed.stdout.fnmatch_lines(["Kept envs (1):", "* used *  no requirements: extra 3.0"])
+
+    result = _cli(pytester, "prune", "--older-than", "30")
+
+    assert "removed layer" not in result.stdout.str()
+    assert layer.exists()
+
+    long_ago = time.time() - 40 * DAY
+    os.utime(kept, (long_ago, long_ago))
+    result = _cli(pytester, "prune", "--older-than", "30")
+
+    result.stdout.fnmatch_lines(
+        ["removed kept env no requirements: extra 3.0 (*)", "removed layer iso-cli: *"]
+    )
+    assert not kept.exists() and not layer.exists()
+
+
 def test_clear_removes_everything_not_in_use(
     pytester: pytest.Pytester, offline_env: Path, running: list[Running]
 ) -> None:
