@@ -164,6 +164,7 @@ class DerivedEnv(os.PathLike[str]):
 
         Only what the base and layer lack is installed, at versions consistent with them.
         """
+        __tracebackhide__ = True  # pytest: ``requirements`` may hold credentials
         lines = parse_lines(requirements, self._session.settings.rootdir)
         added = self._session.install_into(self, lines)
         self.installed_lines += lines

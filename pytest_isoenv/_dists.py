@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _usage
 from ._fingerprint import ENTRY_MANIFEST, full_fingerprint
 from ._requirements import digest
 from ._swap import remove_tree, replace_dir
@@ -94,6 +95,7 @@ class DistStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         self._verified[path] = entry
+        _usage.hold(path)  # in use by this session: never pruned under it
         return entry
 
     def forget(self, path: Path) -> None:

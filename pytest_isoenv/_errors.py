@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
+from ._redact import redact
+
 
 class IsoenvError(Exception):
     """Base class of every error pytest-isoenv raises."""
@@ -18,10 +20,10 @@ class InstallError(IsoenvError):
     """uv could not install the requested requirements (missing package, conflict, network)."""
 
     def __init__(self, requirements: Sequence[str], output: str) -> None:
-        #: What was asked for.
-        self.requirements = tuple(requirements)
-        #: uv's message, or the conflicts found with the base and layer.
-        self.output = output.strip()
+        #: What was asked for (credentials in URLs hidden).
+        self.requirements = tuple(redact(r) for r in requirements)
+        #: uv's message, or the conflicts found (credentials hidden, as uv hides them).
+        self.output = redact(output.strip())
         wanted = ", ".join(self.requirements) or "(nothing)"
         super().__init__(f"could not install {wanted}:\n{self.output}")
 

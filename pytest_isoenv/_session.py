@@ -9,6 +9,7 @@ uv installs only what is not stored yet, into a staging prefix that is split int
 from __future__ import annotations
 
 import ensurepip
+import functools
 import json
 import os
 import time
@@ -31,7 +32,7 @@ from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
 from ._fingerprint import DirectorySnapshot
 from ._interpreter import Interpreter
-from ._requirements import PEP508, RequirementLine, digest, lines_digest
+from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_project_names
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
@@ -90,20 +91,35 @@ class IsoenvSession:
 
     @property
     def root(self) -> Path:
-        """Where shared envs, stored distributions and bytecode live."""
+        """Where bases and layers live: the cache, or this session's own directory."""
         if self.settings.base == CACHE:
             return secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}"
         return self.session_dir
 
+    @functools.cached_property
+    def store_root(self) -> Path:
+        """Where stored distributions and bytecode live: the cache, whatever the base mode.
+
+        Distributions are immutable and verified before use, so a session base built fresh
+        still links the copies earlier sessions stored, and imports bytecode they compiled.
+        A cache dir that cannot be used leaves them in the session's own directory.
+        """
+        try:
+            return secure_directory(self.settings.cache_dir) / f"v{FORMAT_VERSION}"
+        except IsoenvError:
+            if self.settings.base == CACHE:
+                raise
+            return self.session_dir
+
     @property
     def pycache(self) -> Path:
         """The ``sys.pycache_prefix`` of every env: bytecode never lands in a shared env."""
-        return self.root / "pycache"
+        return self.store_root / "pycache"
 
     @property
     def dists(self) -> DistStore:
         if self._dists is None:
-            self._dists = DistStore(self.root / "dists")
+            self._dists = DistStore(self.store_root / "dists")
         return self._dists
 
     def _store(self, kind: str) -> Store:
@@ -187,8 +203,13 @@ class IsoenvSession:
         no_deps: bool,
         settings: str | None = None,
         index_direct: bool = False,
+        rebuild: Sequence[str] = (),
     ) -> list[Entry]:
-        """Install ``args`` into a staging prefix and store what landed there, one entry each."""
+        """Install ``args`` into a staging prefix and store what landed there, one entry each.
+
+        ``rebuild`` names local projects uv must build again (its cache keys their builds by
+        ``pyproject.toml`` mtimes, so it could serve an old build of an edited source).
+        """
         if not args:
             return []
         self.dists.root.mkdir(parents=True, exist_ok=True)
@@ -196,7 +217,7 @@ class IsoenvSession:
         try:
             create_venv(staging, interpreter)
             python, prefix = self._uv_target(staging, interpreter)
-            self.uv.install(python, args, prefix=prefix, no_deps=no_deps)
+            self.uv.install(python, args, prefix=prefix, no_deps=no_deps, rebuild=rebuild)
             return self.dists.add_install(
                 staging,
                 interpreter.purelib,
@@ -246,19 +267,50 @@ class IsoenvSession:
             lines_digest(self.settings.requires),
         ]
         if self.settings.refresh and self.settings.requires:  # what they resolve to today
-            parts.append(json.dumps(self._resolve(self.settings.requires)))
+            resolved = sorted(
+                (c.name, c.version or "") for c in self._resolve(self.settings.requires)
+            )
+            parts.append(json.dumps(resolved))
         return digest(parts)
 
-    def _resolve(self, lines: Sequence[RequirementLine]) -> list[tuple[str, str | None]]:
+    def _resolve(self, lines: Sequence[RequirementLine]) -> list[Change]:
         """What ``lines`` resolve to on their own (uv, against an empty env)."""
+        if not lines:
+            return []
         empty = self.session_dir / f"resolve-{uuid.uuid4().hex[:8]}"
         try:
             create_venv(empty, self.interpreter)
             python, prefix = self._uv_target(empty, self.interpreter)
-            changes = self.uv.plan(python, _args(lines), prefix=prefix)
+            names = local_project_names(lines)
+            return self.uv.plan(python, _args(lines), prefix=prefix, rebuild=names)
         finally:
             remove_tree(empty)
-        return sorted((c.name, c.version) for c in changes)
+
+    def _stored(
+        self, interpreter: Interpreter, changes: Sequence[Change], lines: Sequence[RequirementLine]
+    ) -> list[Entry]:
+        """The entries of ``changes``: stored ones as they are, the others installed now."""
+        settings = self._settings_digest(interpreter)
+        direct = _direct_names(lines)
+        stored: list[Entry] = []
+        missing: list[Change] = []
+        for change in changes:
+            found = (
+                self.dists.lookup(change.name, change.version, settings)
+                if change.version and canonicalize_name(change.name) not in direct
+                else None
+            )
+            if found is not None:
+                stored.append(found)
+            else:
+                missing.append(change)
+        installed = self._install_entries(
+            interpreter,
+            _exact_requirements(missing, lines),
+            no_deps=True,
+            rebuild=local_project_names(lines),
+        )
+        return stored + installed
 
     def _published_base(self, *, damaged_since: float | None = None) -> SharedEnv:
         interpreter = self.interpreter
@@ -266,7 +318,7 @@ class IsoenvSession:
         key = self.base_key()
 
         def build(staging: Path) -> dict[str, Any]:
-            entries = self._install_entries(interpreter, _args(requires), no_deps=False)
+            entries = self._stored(interpreter, self._resolve(requires), requires)
             self._compose(staging, interpreter, _sources(entries), _scripts(entries))
             manifest = _manifest("base", interpreter, requires)
             manifest["entries"] = entries_json(entries)
@@ -355,27 +407,11 @@ class IsoenvSession:
             parts.append(json.dumps([[c.name, c.version] for c in changes]))
         key = digest(parts)
         interpreter = base.interpreter
-        settings = self._settings_digest(interpreter)
         start = time.perf_counter()
 
         def build(staging: Path) -> dict[str, Any]:
             planned = changes if changes is not None else self._plan_layer(base, lines)
-            direct = _direct_names(lines)
-            stored: list[Entry] = []
-            missing: list[Change] = []
-            for change in planned:
-                found = (
-                    self.dists.lookup(change.name, change.version, settings)
-                    if change.version and canonicalize_name(change.name) not in direct
-                    else None
-                )
-                if found is not None:
-                    stored.append(found)
-                else:
-                    missing.append(change)
-            own = stored + self._install_entries(
-                interpreter, _exact_requirements(missing, lines), no_deps=True
-            )
+            own = self._stored(interpreter, planned, lines)
             names = {entry.name for entry in own}
             kept = [source for source in self._base_sources(base) if source.dist not in names]
             replaced = {entry.name for entry in base.entries if entry.name in names}
@@ -414,7 +450,7 @@ class IsoenvSession:
         """
         together = _overridden(self.settings.requires, lines)
         try:
-            return self._plan(base, together)
+            return self._plan(base, together, new=lines)
         except InstallError as error:
             if not self.settings.requires:
                 raise
@@ -440,7 +476,12 @@ class IsoenvSession:
         return bin_dir(root, interpreter) / "python", None
 
     def _plan(
-        self, view: SharedEnv, lines: Sequence[RequirementLine], extra: Sequence[Path] = ()
+        self,
+        view: SharedEnv,
+        lines: Sequence[RequirementLine],
+        extra: Sequence[Path] = (),
+        *,
+        new: Sequence[RequirementLine] = (),
     ) -> list[Change]:
         """What ``view`` (with the site-packages in ``extra``) lacks for ``lines``.
 
@@ -449,7 +490,11 @@ class IsoenvSession:
         requirement of a distribution that stays is a conflict.
         """
         python, prefix = self._uv_target(view.path, view.interpreter)
-        changes = self.uv.plan(python, _args(lines), prefix=prefix)
+        # The local projects ``new`` asks for are built again (uv's cache may hold an old
+        # build of their source); the ones the view holds already were built for it.
+        changes = self.uv.plan(
+            python, _args(lines), prefix=prefix, rebuild=local_project_names(new)
+        )
         visible = installed_packages([*extra, view.site_packages])
         changes = [
             c
@@ -526,6 +571,11 @@ class IsoenvSession:
         if self._factory is not None:
             self._factory.give_back(env.path)
 
+    def remove_session_files(self) -> None:
+        """Delete what this session (its controller) left outside its own directory."""
+        if self.store_root != self.session_dir:
+            remove_tree(self.pycache / str(self.session_dir).lstrip(os.sep))
+
     def close(self) -> None:
         """Delete every derived env this process made; let go of the shared envs."""
         if self._factory is not None:
@@ -544,11 +594,12 @@ class IsoenvSession:
             _overridden(self.settings.requires, env.marker_lines),
             [*env.installed_lines, *lines],
         )
-        missing = self._plan(view, asked, [env.site_packages])
+        missing = self._plan(view, asked, [env.site_packages], new=lines)
         args = _exact_requirements(missing, lines)
         if args:
             python, prefix = self._uv_target(env.path, env.base.interpreter)
-            self.uv.install(python, args, prefix=prefix, no_deps=True)
+            names = local_project_names(lines)
+            self.uv.install(python, args, prefix=prefix, no_deps=True, rebuild=names)
             _relocatable(env.bin)
         added = [f"{c.name}=={c.version}" for c in missing if c.version]
         added += [str(line) for line in lines if _is_direct(line)]

@@ -27,6 +27,10 @@ REFRESH_HELP = (
     "Ask the index again instead of answering from uv's cache first (new releases), and "
     "re-resolve cached layers."
 )
+REBUILD_HELP = (
+    "Build the base and every layer this session uses again, even when a cached one matches "
+    "(after a change the cache key cannot see)."
+)
 PRUNE_AFTER_HELP = (
     "With --isoenv-base=cache: at the end of a session, at most once a day, remove cached envs "
     "no session used for this many days (0: never)."
@@ -45,6 +49,7 @@ class Settings:
     no_index: bool
     refresh: bool
     rootdir: Path
+    rebuild: bool = False
     #: Days after which unused cached envs are pruned at the end of a session (0: never).
     prune_after: float = 30.0
 
@@ -74,11 +79,19 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help=REFRESH_HELP,
     )
+    group.addoption(
+        "--isoenv-rebuild",
+        dest="isoenv_rebuild",
+        action="store_true",
+        default=None,
+        help=REBUILD_HELP,
+    )
     parser.addini("isoenv_requires", REQUIRES_HELP, type="linelist", default=[])
     parser.addini("isoenv_base", BASE_HELP, default=SESSION)
     parser.addini("isoenv_cache_dir", CACHE_DIR_HELP, default="")
     parser.addini("isoenv_no_index", NO_INDEX_HELP, type="bool", default=False)
     parser.addini("isoenv_refresh", REFRESH_HELP, type="bool", default=False)
+    parser.addini("isoenv_rebuild", REBUILD_HELP, type="bool", default=False)
     parser.addini("isoenv_prune_after", PRUNE_AFTER_HELP, default="30")
 
 
@@ -141,6 +154,7 @@ def resolve(config: pytest.Config) -> Settings:
         no_index=_flag(config, "isoenv_no_index", "PYTEST_ISOENV_NO_INDEX"),
         refresh=_flag(config, "isoenv_refresh", "PYTEST_ISOENV_REFRESH"),
         rootdir=rootdir,
+        rebuild=_flag(config, "isoenv_rebuild", "PYTEST_ISOENV_REBUILD"),
         prune_after=_prune_after(config),
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 SESSION_DIR_KEY = "isoenv_session_dir"
+STARTED_KEY = "isoenv_started"
 
 
 def worker_input(config: pytest.Config) -> dict[str, Any] | None:
@@ -27,9 +28,11 @@ def worker_id(config: pytest.Config) -> str:
 class XdistGlue:
     """Registered on the controller; its hook only exists (and runs) where xdist is loaded."""
 
-    def __init__(self, session_dir: str) -> None:
+    def __init__(self, session_dir: str, started: float) -> None:
         self.session_dir = session_dir
+        self.started = started
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[SESSION_DIR_KEY] = self.session_dir
+        node.workerinput[STARTED_KEY] = self.started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ._session import IsoenvSession
 from ._settings import CACHE, SETTINGS_KEY, add_options, resolve
 from ._shared_env import SharedEnv
 from ._summary import REPORT_SECTION, SummaryReporter
-from ._xdist import SESSION_DIR_KEY, XdistGlue, worker_id, worker_input
+from ._xdist import SESSION_DIR_KEY, STARTED_KEY, XdistGlue, worker_id, worker_input
 
 MARKER = "isoenv"
 MARKER_HELP = (
@@ -47,12 +48,20 @@ def pytest_configure(config: pytest.Config) -> None:
     found = worker_input(config)
     if found is not None and SESSION_DIR_KEY in found:
         session_dir = Path(found[SESSION_DIR_KEY])
+        started = float(found[STARTED_KEY])
     else:
         session_dir = _session_dir.create()
+        started = time.time()
         config.stash[_OWNED_DIR_KEY] = session_dir
         # Always: xdist may be loaded after us (-p xdist.plugin), and the hook is optional.
-        config.pluginmanager.register(XdistGlue(str(session_dir)), "isoenv-xdist")
-    config.stash[_SESSION_KEY] = IsoenvSession(settings, session_dir, worker_id(config))
+        config.pluginmanager.register(XdistGlue(str(session_dir), started), "isoenv-xdist")
+    config.stash[_SESSION_KEY] = IsoenvSession(
+        settings,
+        session_dir,
+        worker_id(config),
+        # --isoenv-rebuild: what was published before the session (its controller) started
+        stale_before=started if settings.rebuild else None,
+    )
 
 
 @pytest.hookimpl(trylast=True)  # after xdist's: its workers are gone
@@ -78,6 +87,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.close()
     owned = config.stash.get(_OWNED_DIR_KEY, None)
     if owned is not None:
+        if session is not None:
+            session.remove_session_files()
         shutil.rmtree(owned, ignore_errors=True)
 
 

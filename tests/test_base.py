@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import sys
@@ -54,7 +55,14 @@ def test_session_base_is_built_once_and_reported(
     result.assert_outcomes(passed=2)
     assert "base built in " in _base_line(result)
     assert "(cpython " in _base_line(result) and "1 packages)" in _base_line(result)
-    assert not offline_env.exists(), "session mode must not touch the persistent cache"
+    # Session mode builds its base afresh; only the distributions (and their bytecode) are
+    # stored in the cache, to be linked again by later sessions.
+    assert not (offline_env / "v2" / "bases").exists()
+    stored = [p.name for p in (offline_env / "v2" / "dists").glob("iso-*") if p.is_dir()]
+    assert len(stored) == 1 and stored[0].startswith("iso-a-2.0-")
+    again = pytester.runpytest_subprocess()
+    again.assert_outcomes(passed=2)
+    assert "base built in " in _base_line(again)
 
 
 def test_cache_mode_reuses_the_base_across_sessions(
@@ -268,7 +276,66 @@ def test_bytecode_goes_to_the_stores_prefix_never_into_a_shared_env(
     store = offline_env / "v2"
     shared = [p for kind in ("bases", "layers", "dists") for p in (store / kind).rglob("*")]
     assert not [p for p in shared if p.name == "__pycache__" or p.suffix == ".pyc"]
-    (iso_a,) = (store / "dists").glob("iso-a-1.0-*")
+    (iso_a,) = [p for p in (store / "dists").glob("iso-a-1.0-*") if p.is_dir()]
     cached = store / "pycache" / str(iso_a).lstrip("/") / "site" / "iso_a"
     tags = sorted(p.name.split(".", 1)[1] for p in cached.glob("__init__.*.pyc"))
     assert len(tags) == 3 and any("opt-1" in t for t in tags) and any("opt-2" in t for t in tags)
+
+
+def test_rebuild_builds_the_base_and_layers_again_once(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester, "iso-a==1.0")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(requires=["iso-b"])
+        @pytest.mark.parametrize("n", range(4))
+        def test_layer(isoenv, n):
+            isoenv.run("python", "-c", "import iso_a, iso_b")
+        """
+    )
+    pytester.runpytest_subprocess("--isoenv-base=cache").assert_outcomes(passed=4)
+    reused = pytester.runpytest_subprocess("--isoenv-base=cache", "-v")
+    reused.assert_outcomes(passed=4)
+    assert "base reused" in _base_line(reused)
+    assert not [line for line in reused.outlines if "layer built" in line]
+    for how in (["--isoenv-rebuild", "-v"], ["-n", "2", "-v"]):
+        env = {"PYTEST_ISOENV_REBUILD": "1"} if "-n" in how else {}
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            result = pytester.runpytest_subprocess("--isoenv-base=cache", *how)
+        result.assert_outcomes(passed=4)
+        result.stdout.fnmatch_lines(
+            ["isoenv: base built * (previous one discarded: a rebuild was asked for*"]
+        )
+        layers = [line for line in result.outlines if "layer built" in line]
+        assert len(layers) == 1, layers  # once, by whichever worker came first
+
+
+def test_refresh_resolves_the_base_again(
+    pytester: pytest.Pytester, offline_env: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    links = pytester.path / "links"
+    links.mkdir()
+    for wheel in wheelhouse.glob("iso_a-1.0-*.whl"):
+        shutil.copy(wheel, links)
+    monkeypatch.setenv("UV_FIND_LINKS", str(links))
+    _ini(pytester, "iso-a")
+    pytester.makepyfile(
+        """
+        def test_version(isoenv, request):
+            print("ISO-A", isoenv.base.packages["iso-a"])
+        """
+    )
+    first = pytester.runpytest_subprocess("--isoenv-base=cache", "-s")
+    first.stdout.fnmatch_lines(["*ISO-A 1.0"])
+    for wheel in wheelhouse.glob("iso_a-2.0-*.whl"):
+        shutil.copy(wheel, links)
+    cached = pytester.runpytest_subprocess("--isoenv-base=cache", "-s")
+    cached.stdout.fnmatch_lines(["*ISO-A 1.0"])  # a new release alone does not rebuild
+    fresh = pytester.runpytest_subprocess("--isoenv-base=cache", "--isoenv-refresh", "-s")
+    fresh.stdout.fnmatch_lines(["*ISO-A 2.0"])
+    assert "base built" in _base_line(fresh)
