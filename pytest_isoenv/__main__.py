@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._cache_admin import (
-    CachedEnv,
     Inventory,
     NotACache,
     PruneReport,
@@ -86,22 +85,22 @@ def _parser() -> argparse.ArgumentParser:
         "prune",
         parents=[common],
         help="remove envs unused for a while, or the least recently used beyond a size",
-        description="Remove envs no session used for DAYS days, then the least recently used "
-        "until the cache fits in SIZE; then the stored distributions no env links any more, "
-        "their bytecode, and what killed builds left behind. Without either option: "
-        f"--older-than {DEFAULT_DAYS:g}.",
+        description="Remove the envs, and the stored distributions no cached env links, that "
+        "no session used for DAYS days; then the least recently used of them until the cache "
+        "fits in SIZE. With them go the distributions only they linked, their bytecode, and "
+        f"what killed builds left behind. Without either option: --older-than {DEFAULT_DAYS:g}.",
     )
     prune_parser.add_argument(
         "--older-than",
         metavar="DAYS",
         type=_days,
-        help="remove envs no session used for DAYS days (a number, 0 or more)",
+        help="remove what no session used for DAYS days (a number, 0 or more)",
     )
     prune_parser.add_argument(
         "--max-size",
         metavar="SIZE",
         type=_size,
-        help="then remove the least recently used envs until the cache takes at most SIZE "
+        help="then remove the least recently used until the cache takes at most SIZE "
         "(500M, 2G: K, M, G, T are powers of 1024)",
     )
     actions.add_parser(
@@ -164,16 +163,16 @@ def _line(size: int, when: str, what: str) -> str:
 def _print_inventory(cache_dir: Path, inventory: Inventory) -> None:
     from . import _usage  # noqa: PLC0415 - only for the "in use" column
 
-    def in_use(env: CachedEnv) -> bool:
-        if not _usage.inuse_file(env.path).exists():
+    def in_use(path: Path) -> bool:
+        if not _usage.inuse_file(path).exists():
             return False
-        fd = _usage.try_exclusive(env.path)
+        fd = _usage.try_exclusive(path)
         if fd is None:
             return True
         os.close(fd)
         return False
 
-    busy = {env.path for env in inventory.envs if in_use(env)}
+    busy = {env.path for env in inventory.envs if in_use(env.path)}
     print(f"Cache: {cache_dir}")
     for kind, title in _TITLES.items():
         envs = sorted(
@@ -187,15 +186,10 @@ def _print_inventory(cache_dir: Path, inventory: Inventory) -> None:
             print(_line(env.size, when, env.describe()))
     print(f"\nStored distributions ({len(inventory.dists)}):")
     for dist in sorted(inventory.dists, key=lambda d: (d.name, d.version, str(d.path))):
-        what = dist.describe()
-        if not dist.users:
-            when = f"stored {ago(dist.stored)}"
-            what += " (no env links it)"
-        else:
-            when = "in use now" if any(u.path in busy for u in dist.users) else "used "
-            when += "" if when.startswith("in") else ago(dist.last_used)
-            what += f" ({_plural(len(dist.users), 'env')})"
-        print(_line(dist.size, when, what))
+        held = in_use(dist.path) or any(user.path in busy for user in dist.users)
+        when = "in use now" if held else f"used {ago(dist.last_used)}"
+        links = _plural(len(dist.users), "env") if dist.users else "no cached env links it"
+        print(_line(dist.size, when, f"{dist.describe()} ({links})"))
     if inventory.leftovers:
         print(f"\nBuilds under way or interrupted ({len(inventory.leftovers)}):")
         for leftover in inventory.leftovers:
@@ -227,15 +221,10 @@ def _print_report(cache_dir: Path, report: PruneReport, max_size: int | None) ->
         print(f"removed {_describe(item)}")
     for item in report.in_use:
         print(f"kept {_describe(item)}: a running session uses it")
-    if report.orphans_kept:
-        print(
-            f"kept {_plural(report.orphans_kept, 'stored distribution')} no env links: "
-            "other sessions are running, which may use them"
-        )
     done = f"freed {format_size(report.freed)}" if report.removed else "nothing removed"
     print(f"{done}; the cache takes {format_size(report.size_after)} now ({cache_dir})")
     if max_size is not None and report.size_after > max_size:
-        print(f"still above {format_size(max_size)}: what is left is in use or not an env")
+        print(f"still above {format_size(max_size)}: what is left is in use, or bytecode")
 
 
 if __name__ == "__main__":

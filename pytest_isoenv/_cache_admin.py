@@ -6,11 +6,12 @@ absolute paths) and what killed builders left behind. Which view links which dis
 read from the view itself (its symbolic links and ``.pth`` lines), not from its manifest: a
 layer links its base's distributions too.
 
-Nothing a running session uses is removed. A session holds each env it uses (``_usage``);
-pruning takes an env exclusively before removing it and keeps it until the end, so a session
-that starts using it meanwhile waits, then builds it anew. A stored distribution goes when
-every env linking it is gone. One that no env links may still be in use (the pip of derived
-envs, a build about to link it): it goes only while no other session holds any env.
+Nothing a running session uses is removed. A session holds each env and each stored
+distribution it uses (``_usage``); pruning takes one exclusively before removing it and keeps
+it until the end, so a session that starts using it meanwhile waits, then builds it anew. A
+stored distribution goes only when no remaining env links it either. Sessions without
+``--isoenv-base=cache`` store distributions here too, linked by envs outside the cache: those
+have a last use of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 import stat
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,13 +148,14 @@ class StoredDist:
     name: str
     version: str
     size: int
-    #: When it was stored.
-    stored: float
+    #: When a session last started using it itself (else when it was stored).
+    used: float
     users: list[CachedEnv] = field(default_factory=list)
 
     @property
-    def last_used(self) -> float | None:
-        return max((env.last_used for env in self.users), default=None)
+    def last_used(self) -> float:
+        """Its own last use, or the latest of the envs linking it."""
+        return max([self.used, *(env.last_used for env in self.users)])
 
     def describe(self) -> str:
         return f"{self.name} {self.version}"
@@ -247,7 +249,8 @@ def scan(root: Path, *, now: float | None = None) -> Inventory:
         sizes.record(path, size)
         size += sum(disk_usage(mirror) for mirror in mirrors(root, path))
         name, version = _dist_name(path)
-        dists.append(StoredDist(path, name, version, size, _mtime(path)))
+        used = _usage.last_used(path)
+        dists.append(StoredDist(path, name, version, size, _mtime(path) if used is None else used))
     sizes.save()
     by_path = {dist.path: dist for dist in dists}
     for env in envs:
@@ -486,10 +489,8 @@ class PruneReport:
     """What a prune did."""
 
     removed: list[Removed] = field(default_factory=list)
-    #: Envs it would have removed, but a running session uses them.
+    #: What it would have removed, but a running session uses it.
     in_use: list[Removed] = field(default_factory=list)
-    #: Stored distributions no env links, that would have gone: other sessions are running.
-    orphans_kept: int = 0
     size_before: int = 0
 
     @property
@@ -506,7 +507,8 @@ class PruneReport:
 
 
 class _Holds:
-    """Exclusive holds on envs, kept until ``release``; ``.inuse`` files of removed envs go."""
+    """Exclusive holds on envs and distributions, kept until ``release``; the ``.inuse`` files
+    of the removed ones go."""
 
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}
@@ -525,51 +527,19 @@ class _Holds:
             self.gone.add(env)
         return True
 
-    def quiet(self, root: Path, own: Iterable[Path]) -> bool:
-        """Hold every env of the cache but ``own``: True when no other session holds one.
-
-        Held files are listed again until no new one appeared, so a session that starts using
-        an env meanwhile is either seen or waits for ``release``.
-        """
-        own = set(own)
-        while True:
-            found = [
-                env
-                for kind in ENV_KINDS
-                for env in _inuse_envs(root / kind)
-                if env not in self.fds and env not in own
-            ]
-            if not found:
-                return True
-            for env in found:
-                if not self.take(env):
-                    return False
-
-    def release(self, keep: Iterable[Path] = ()) -> None:
-        """Let go of every hold but ``keep``; delete the ``.inuse`` file of each removed env.
+    def release(self) -> None:
+        """Let go of every hold; delete the ``.inuse`` file of each removed env.
 
         The file goes while it is held: a session waiting for it finds it deleted and takes the
         new one (``_usage.hold``).
         """
-        keep = set(keep)
         for env, fd in list(self.fds.items()):
-            if env in keep:
-                continue
             if env in self.gone:
                 _usage.inuse_file(env).unlink(missing_ok=True)
                 self.gone.discard(env)
             with contextlib.suppress(OSError):
                 os.close(fd)
             del self.fds[env]
-
-
-def _inuse_envs(directory: Path) -> list[Path]:
-    suffix = _usage.INUSE_SUFFIX
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return [directory / name[: -len(suffix)] for name in names if name.endswith(suffix)]
 
 
 def prune(
@@ -588,32 +558,24 @@ def prune(
     now = time.time() if now is None else now
     inventory = scan(root, now=now)
     report = PruneReport(size_before=inventory.total)
-    # Linked by no env: in use only by sessions (their pip, a build about to link them).
-    orphans = sorted(
-        (d for d in inventory.dists if not d.users and d.path not in inventory.building),
-        key=lambda dist: dist.stored,
-    )
+    # Linked by no env of the cache: used by sessions' own envs (their pip, session bases).
+    orphans = [d for d in inventory.dists if not d.users and d.path not in inventory.building]
+    remaining = list(inventory.envs)
     holds = _Holds()
 
     def old(when: float) -> bool:
         return everything or (older_than is not None and now - when > older_than * DAY)
 
     try:
-        quiet = holds.quiet(root, _usage.held())
-        _remove_leftovers(inventory, holds, report, quiet=quiet, everything=everything)
-        for dist in orphans:
-            if old(dist.stored):
-                if quiet:
-                    _remove_dist(inventory, dist, report)
-                else:
-                    report.orphans_kept += 1
-        # Envs are taken one by one from here: a session may start using the others.
-        holds.release()
-        remaining = list(inventory.envs)
-        for env in _removal_order([e for e in remaining if old(e.last_used)], remaining):
-            _remove_env(inventory, env, remaining, holds, report)
+        _remove_leftovers(inventory, holds, report, everything=everything)
+        for item in _removal_order(remaining, orphans, remaining):
+            if old(item.last_used):
+                _remove(inventory, item, remaining, holds, report)
         if max_size is not None and not everything:
-            _fit(inventory, remaining, orphans, holds, report, max_size=max_size)
+            for item in _removal_order(remaining, orphans, remaining):
+                if report.size_after <= max_size:
+                    break
+                _remove(inventory, item, remaining, holds, report)
         _remove_stale_files(inventory, remaining, holds)
         if everything:
             _clear_pycache(inventory, remaining, report)
@@ -622,42 +584,33 @@ def prune(
     return report
 
 
-def _fit(
-    inventory: Inventory,
-    remaining: list[CachedEnv],
-    orphans: list[StoredDist],
-    holds: _Holds,
-    report: PruneReport,
-    *,
-    max_size: int,
-) -> None:
-    """Remove the least recently used envs, then unlinked distributions, down to ``max_size``."""
-    for env in _removal_order(list(remaining), remaining):
-        if report.size_after <= max_size:
-            return
-        _remove_env(inventory, env, remaining, holds, report)
-    orphans = [dist for dist in orphans if dist in inventory.dists]
-    if not orphans or report.size_after <= max_size:
-        return
-    if not holds.quiet(inventory.root, _usage.held()):
-        report.orphans_kept = max(report.orphans_kept, len(orphans))
-    else:
-        for dist in orphans:
-            if report.size_after <= max_size:
-                break
-            _remove_dist(inventory, dist, report)
-    holds.release(keep=[env for env in holds.fds if env in holds.gone])
-
-
-def _removal_order(envs: list[CachedEnv], remaining: list[CachedEnv]) -> list[CachedEnv]:
+def _removal_order(
+    envs: list[CachedEnv], dists: list[StoredDist], remaining: list[CachedEnv]
+) -> list[CachedEnv | StoredDist]:
     """Least recently used first; an env linking a view comes before the view."""
     rank = {"kept env": 0, "layer": 1, "base": 2}
 
-    def used(env: CachedEnv) -> float:
-        users = [other.last_used for other in remaining if env.path in other.views]
-        return max([env.last_used, *users])
+    def key(item: CachedEnv | StoredDist) -> tuple[float, int, str]:
+        if isinstance(item, StoredDist):
+            return (item.last_used, 3, str(item.path))
+        users = [other.last_used for other in remaining if item.path in other.views]
+        return (max([item.last_used, *users]), rank.get(item.kind, 0), str(item.path))
 
-    return sorted(envs, key=lambda env: (used(env), rank.get(env.kind, 0), str(env.path)))
+    return sorted([*envs, *dists], key=key)
+
+
+def _remove(
+    inventory: Inventory,
+    item: CachedEnv | StoredDist,
+    remaining: list[CachedEnv],
+    holds: _Holds,
+    report: PruneReport,
+) -> None:
+    if isinstance(item, StoredDist):
+        if item in inventory.dists:
+            _remove_dist(inventory, item, holds, report)
+    else:
+        _remove_env(inventory, item, remaining, holds, report)
 
 
 def _remove_env(
@@ -689,17 +642,23 @@ def _remove_env(
     holds.gone.add(env.path)
     remaining.remove(env)
     report.removed.append(entry)
-    # Distributions only removed envs linked: nobody can use them while those are held.
+    # Distributions only removed envs linked, unless a session holds them (its own envs).
     for dist in list(inventory.dists):
         if (
             env in dist.users
             and not any(user in remaining for user in dist.users)
             and dist.path not in inventory.building
         ):
-            _remove_dist(inventory, dist, report)
+            _remove_dist(inventory, dist, holds, report)
 
 
-def _remove_dist(inventory: Inventory, dist: StoredDist, report: PruneReport) -> None:
+def _remove_dist(
+    inventory: Inventory, dist: StoredDist, holds: _Holds, report: PruneReport
+) -> None:
+    entry = Removed("stored distribution", dist.describe(), dist.size, dist.last_used)
+    if not holds.take(dist.path):
+        report.in_use.append(entry)
+        return
     index = inventory.root / "dists" / "index"
     for name in _children_names(index):
         with contextlib.suppress(OSError):
@@ -708,8 +667,9 @@ def _remove_dist(inventory: Inventory, dist: StoredDist, report: PruneReport) ->
     remove_tree(dist.path)
     for mirror in mirrors(inventory.root, dist.path):
         remove_tree(mirror)
+    holds.gone.add(dist.path)
     inventory.dists.remove(dist)
-    report.removed.append(Removed("stored distribution", dist.describe(), dist.size))
+    report.removed.append(entry)
 
 
 def _children_names(directory: Path) -> list[str]:
@@ -720,7 +680,7 @@ def _children_names(directory: Path) -> list[str]:
 
 
 def _remove_leftovers(
-    inventory: Inventory, holds: _Holds, report: PruneReport, *, quiet: bool, everything: bool
+    inventory: Inventory, holds: _Holds, report: PruneReport, *, everything: bool
 ) -> None:
     """What killed builders left: never while a builder may be alive."""
     for leftover in list(inventory.leftovers):
@@ -728,7 +688,7 @@ def _remove_leftovers(
             old = everything or leftover.age > LEFTOVER_AGE
             if not (old and holds.take(leftover.env)):
                 continue
-        elif not quiet and (leftover.age <= LEFTOVER_AGE or _pid_alive(leftover.path.name)):
+        elif leftover.age <= LEFTOVER_AGE or _pid_alive(leftover.path.name):
             continue
         remove_tree(leftover.path)
         inventory.leftovers.remove(leftover)
@@ -753,7 +713,7 @@ def _remove_stale_files(inventory: Inventory, remaining: list[CachedEnv], holds:
     alive = {env.path for env in remaining} | {
         leftover.env for leftover in inventory.leftovers if leftover.env is not None
     }
-    for kind in ENV_KINDS:
+    for kind in [*ENV_KINDS, "dists"]:
         directory = inventory.root / kind
         for name in _children_names(directory):
             stem, dot, suffix = name.rpartition(".")

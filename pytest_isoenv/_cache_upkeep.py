@@ -1,10 +1,9 @@
 """The cache's upkeep at the end of a session: the daily prune, and a line saying its size.
 
 Run by the controller after its last test (xdist workers are gone by then). The session's
-own envs are still held, so they are never pruned; distributions no env links are pruned
-only when no other session holds an env. A stamp file makes it at most once a day, whoever
-runs it; on other days the size costs a walk of the views and bytecode only
-(``_cache_admin.quick_size``).
+own envs and distributions are still held, so they are never pruned. A stamp file makes it at
+most once a day, whoever runs it; on other days the size costs a walk of the views and
+bytecode only (``_cache_admin.quick_size``).
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ REBUILD_HELP = (
     "(after a change the cache key cannot see)."
 )
 PRUNE_AFTER_HELP = (
-    "With --isoenv-base=cache: at the end of a session, at most once a day, remove cached envs "
-    "no session used for this many days (0: never)."
+    "With --isoenv-base=cache: at the end of a session, at most once a day, remove the cached "
+    "envs and distributions no session used for this many days (0: never)."
 )
 
 SESSION, CACHE = "session", "cache"

@@ -60,11 +60,6 @@ def _same_file(fd: int, path: Path) -> bool:
     return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
-def held() -> list[Path]:
-    """The envs this process holds."""
-    return list(_held)
-
-
 def release_all() -> None:
     """Let go of every env this process holds (the end of the session)."""
     for fd in _held.values():

@@ -90,8 +90,12 @@ def _envs(cache: Path, kind: str) -> dict[str, Path]:
 def _dists(cache: Path) -> list[str]:
     """Stored distributions by ``name-version``."""
     store = cache / "v2" / "dists"
-    names = os.listdir(store) if store.is_dir() else []
-    return sorted(n.rsplit("-", 1)[0] for n in names if n != "index" and not n.startswith("."))
+    found = store.iterdir() if store.is_dir() else []
+    return sorted(
+        p.name.rsplit("-", 1)[0]
+        for p in found
+        if p.is_dir() and p.name != "index" and not p.name.startswith(".")
+    )
 
 
 def _used(env: Path, days_ago: float) -> None:
@@ -173,7 +177,7 @@ def test_list_shows_the_bases_and_layers_with_their_packages(
             "Stored distributions (3):",
             "* used *  iso-a 1.0 (2 envs)",
             "* used *  iso-cli 1.0 (1 env)",
-            "* stored *  pip * (no env links it)",
+            "* used *  pip * (no cached env links it)",
             "",
             "Total: 1 base, 1 layer, 3 stored distributions: *[0-9][KM] (other bytecode and files:*)",
         ],
@@ -208,6 +212,8 @@ def test_prune_older_than_spares_what_a_running_session_uses(
     base = _envs(offline_env, "bases")["iso-a==1.0"]
     _used(base, days_ago=40)  # its last use says old, but a session is using it
     _used(layer, days_ago=40)
+    (pip,) = [p for p in (offline_env / "v2" / "dists").glob("pip-*") if p.is_dir()]
+    _used(pip, days_ago=40)  # no cached env links it: only the session holds it
     dists = offline_env / "v2" / "dists"
     old_leftover, new_leftover = dists / ".install-99999999-old", dists / ".tmp-99999999-new"
     old_leftover.mkdir()
@@ -227,6 +233,7 @@ def test_prune_older_than_spares_what_a_running_session_uses(
             "removed stored distribution iso-cli 1.0 (*)",
             "removed leftover .install-99999999-old (*)",
             "kept base iso-a==1.0: iso-a 1.0 (*, last used 40 days ago): a running session uses it",
+            "kept stored distribution pip * (*, last used 40 days ago): a running session uses it",
             "freed *; the cache takes * now (*)",
         ]
     )
@@ -236,6 +243,13 @@ def test_prune_older_than_spares_what_a_running_session_uses(
     assert [d for d in _dists(offline_env) if not d.startswith("pip-")] == ["iso-a-1.0"]
     assert not old_leftover.exists() and new_leftover.exists()
     session.finish()  # its base still works
+
+    result = _cli(pytester, "prune", "--older-than", "30")
+
+    result.stdout.fnmatch_lines_random(
+        ["removed base iso-a==1.0: *", "removed stored distribution pip *"]
+    )
+    assert _dists(offline_env) == []
 
 
 def test_prune_max_size_removes_the_least_recently_used_first(
@@ -348,13 +362,13 @@ def test_clear_removes_everything_not_in_use(
             "removed stored distribution iso-cli 1.0 (*)",
             "removed stored distribution iso-a 2.0 (*)",
             "kept base iso-a==1.0: *: a running session uses it",
-            "kept 1 stored distribution no env links: other sessions are running, *",
+            "kept stored distribution pip * (*): a running session uses it",
         ]
     )
     assert list(_envs(offline_env, "bases")) == ["iso-a==1.0"]
     assert _envs(offline_env, "layers") == {}
     assert [d.split("-")[0] for d in _dists(offline_env)] == ["iso", "pip"]
-    session.finish()  # its pip (linked by no view) was kept
+    session.finish()  # its pip (linked by no cached env, held by the session) was kept
 
     result = _cli(pytester, "clear")
 
