@@ -1,14 +1,50 @@
 """Benchmark pytest-isoenv against plain tests and the other ways of giving a test a venv.
 
-Run it with ``python bench/run.py`` (``--quick`` for a smoke run, ``--json PATH`` to keep the
-numbers). It needs pytest-isoenv installed in the running interpreter; the alternatives
-(pytest-venv, pytest-virtualenv, pytest-xdist) are measured when installed and reported as
-"n/a (not installed)" otherwise (``pip install -e ".[bench]"``). It is not a test: nothing is
-asserted, it prints a table of medians and how they compare with the targets.
+Run it with ``python bench/run.py`` (``--quick`` for a smoke run, ``--rows a,d`` or
+``--scenarios overhead`` for a part, ``--json PATH`` to keep the numbers). It needs pytest-isoenv
+installed in the running interpreter; the alternatives (pytest-venv, pytest-virtualenv,
+pytest-xdist) are measured when installed and reported as "n/a (not installed)" otherwise
+(``pip install -e ".[bench]"``). It is not a test: nothing is asserted, it prints two tables of
+medians: the issue targets (rows a-f, PASS/MISS) and the comparisons (scenarios).
+
+Offline and deterministic: every package comes from the test suite's real wheelhouse
+(``tests/realwheels.py``: numpy, pandas, six, attrs, ... downloaded once into a cache outside
+the repository), uv and pip see nothing else (``UV_FIND_LINKS``/``UV_NO_INDEX``,
+``PIP_FIND_LINKS``/``PIP_NO_INDEX``), and uv gets a cache of its own in the benchmark's
+temporary directory, warmed by an untimed first run of every variant.
+
+Issue targets (rows)
+--------------------
+Each row is measured against a reference measured in the same run, interleaved with it:
+
+- **a** first test needing numpy: t(1-test session whose test is marked ``requires=["numpy"]``
+  and imports numpy) - t(1 plain test), paired per round; reference: ``uv venv`` + ``uv pip
+  install numpy`` + ``python -c "import numpy"``, run by hand (uv's default link mode). Target
+  <= 1.5x. Bytecode writing on, as on users' machines.
+- **b** the same with ``isoenv_requires = pandas`` and a test importing pandas, against
+  ``uv venv`` + ``uv pip install pandas`` + ``import pandas``. Target <= 1.5x.
+- **c** disk: one ``--isoenv-base=cache`` session of three tests marked ``numpy``+``attrs``,
+  ``numpy``+``iniconfig`` and ``numpy``; ``du -sk`` of the isoenv cache dir (bases, layers and
+  any store; hard links counted once; uv's cache is elsewhere) against ``du -sk`` of one venv
+  made by ``uv venv`` + ``uv pip install numpy``. Target <= 1.3x.
+- **d** the 2nd and later tests importing numpy: (t(N marked tests) - t(1 marked test)) /
+  (N - 1), against ``python -c "import numpy"`` in a venv installed with ``uv pip install
+  --compile-bytecode`` (the median of a few imports per round), once with
+  ``PYTHONDONTWRITEBYTECODE=1`` and once without. Target <= 1.3x the reference + 10 ms.
+- **e** bare test (``isoenv`` fixture, nothing else) and same-extras test (a numpy layer that
+  exists): (t(N such tests) - t(N plain tests)) / N with ``--isoenv-base=cache`` warm, targets
+  <= 2 ms and <= 3 ms; cached base reuse: a 1-test session with a cached pandas base, minus
+  the same session whose test does not take ``isoenv``, target <= 150 ms.
+- **f** a session that uses no env: 20 plain tests with the plugin loaded, minus the same with
+  ``-p no:isoenv``. Target <= 10 ms (issue 11).
+
+Rows a, b, d, e and f are wall-clock differences of whole sessions (rows run as the scenarios
+below do), so they include what the machine is doing: the output gives the 1-minute load
+average beside each row.
 
 Method
 ------
-Every scenario writes a small project into a temporary directory and times whole pytest
+Every row and scenario writes a small project into a temporary directory and times whole pytest
 sessions, each in a fresh process::
 
     python -m pytest -p no:cacheprovider -q --basetemp=<fresh dir> -p <plugins> <files>
@@ -22,8 +58,8 @@ does not land in it. A session's ``--basetemp`` is deleted after the timing, so 
 spends a timed session cleaning earlier ones' ``tmp_path`` dirs (which favours the
 alternatives that keep their venvs there).
 
-Per-test costs are differences of session times, so interpreter start-up, pytest's own start-up
-and collection cancel out:
+Comparisons (scenarios). Per-test costs are differences of session times, so interpreter
+start-up, pytest's own start-up and collection cancel out:
 
 - **overhead** (no extras): a file of N tests taking the ``isoenv`` fixture and doing nothing
   else, against the same N tests without it; overhead = (t_isoenv - t_plain) / N, computed
@@ -48,7 +84,7 @@ and collection cancel out:
 - **session start** (``isoenv_requires = six attrs``): a 1-test session whose test takes
   ``isoenv``, with ``--isoenv-base=cache`` and a populated cache dir (the second session), with
   an empty cache dir (the first), in the default per-session mode, and with an empty cache dir
-  and an empty ``UV_CACHE_DIR`` (downloads: needs the index). "Added" = t - t(the same session
+  and an empty ``UV_CACHE_DIR`` (unpacks the wheelhouse again). "Added" = t - t(the same session
   whose test does not take the fixture, so no base is built or checked).
 - **xdist**: 100 tests each running ``isoenv.run("python", "-c", "pass")`` at ``-n 0`` and
   ``-n 2``; the throughput ratio is t(-n 0) / t(-n 2) of the whole session, and the
@@ -56,9 +92,9 @@ and collection cancel out:
   start-up left out). The same tests without isoenv (host ``python -c pass``) are the
   reference of what two cores allow.
 
-The uv cache is the user's (``UV_CACHE_DIR`` or uv's default) except in the rows marked cold,
-which get a fresh empty one per session. uv's and pip's other settings in the environment are
-honoured as they are; ``PYTEST_ADDOPTS``, ``PYTEST_PLUGINS`` and ``PYTEST_ISOENV_*`` are not
+The uv cache is the benchmark's own (see above) except in the rows marked cold, which get a
+fresh empty one per session (uv then unpacks the wheelhouse again). ``PYTEST_ADDOPTS``,
+``PYTEST_PLUGINS``, ``PYTEST_ISOENV_*``, ``UV_*`` and ``PIP_*`` from the environment are not
 passed on.
 """
 
@@ -82,6 +118,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+# The test suite's real wheelhouse (numpy, pandas, ...), downloaded once outside the repo.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from realwheels import ensure_wheelhouse
 
 NOT_INSTALLED = "n/a (not installed)"
 FAILED = "n/a (failed, see above)"
@@ -192,15 +232,16 @@ class Results:
 def show(value: float | None, unit: str, missing: str = FAILED) -> str:
     if value is None:
         return missing
-    if unit == "ms/test":
-        return f"{value * 1000:.2f} ms/test" if abs(value) < 0.01 else f"{value * 1000:.0f} ms/test"
-    if unit == "ms":
-        return f"{value * 1000:.0f} ms"
-    if unit == "s":
-        return f"{value:.2f} s"
-    if unit == "x":
-        return f"{value:.2f}x"
-    return f"{value:.3g} {unit}"
+    small = abs(value) < 0.01
+    formats: dict[str, Callable[[float], str]] = {
+        "ms/test": lambda v: f"{v * 1000:.2f} ms/test" if small else f"{v * 1000:.0f} ms/test",
+        "ms": lambda v: f"{v * 1000:.1f} ms" if small else f"{v * 1000:.0f} ms",
+        "MiB": lambda v: f"{v / 2**20:.1f} MiB",
+        "s": lambda v: f"{v:.2f} s",
+        "x": lambda v: f"{v:.2f}x",
+    }
+    form = formats.get(unit)
+    return form(value) if form else f"{value:.3g} {unit}"
 
 
 def times(numerator: float | None, denominator: float | None) -> str:
@@ -241,10 +282,11 @@ def plugin_args(*plugins: str) -> list[str]:
 class Bench:
     """Writes the scenario projects and times pytest sessions in them."""
 
-    def __init__(self, root: Path, repeat: int, quick: bool) -> None:
+    def __init__(self, root: Path, repeat: int, quick: bool, wheelhouse: Path) -> None:
         self.root = root
         self.repeat = repeat
         self.quick = quick
+        self.wheelhouse = wheelhouse
         self.raw: dict[str, dict[str, list[float]]] = {}
         self.failures: list[str] = []
         self._sessions = 0
@@ -252,10 +294,18 @@ class Bench:
         environ = {
             k: v
             for k, v in os.environ.items()
-            if k not in _DROPPED and not k.startswith("PYTEST_ISOENV_")
+            if k not in _DROPPED and not k.startswith(("PYTEST_ISOENV_", "UV_", "PIP_"))
         }
         environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         environ["TMPDIR"] = str(root / "tmp")  # the plugins' temporary dirs stay in ours
+        # Offline and deterministic: uv and pip see the real wheelhouse only, and uv a cache of
+        # its own, warmed by the untimed first run of every variant.
+        environ["UV_FIND_LINKS"] = str(wheelhouse)
+        environ["UV_NO_INDEX"] = "1"
+        environ["UV_CACHE_DIR"] = str(root / "uv-cache")
+        environ["PIP_FIND_LINKS"] = str(wheelhouse)
+        environ["PIP_NO_INDEX"] = "1"
+        environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         self.environ = environ
 
     def size(self, full: int, quick: int) -> int:
@@ -278,9 +328,12 @@ class Bench:
         label: str,
         project: Path,
         args: Sequence[str],
-        environ: Mapping[str, str] | None = None,
+        environ: Mapping[str, str | None] | None = None,
     ) -> float | None:
-        """The wall time of one pytest session in ``project``, or None if it failed."""
+        """The wall time of one pytest session in ``project``, or None if it failed.
+
+        A None value in ``environ`` removes that variable.
+        """
         basetemp = self.fresh_dir("basetemp")
         command = [
             sys.executable,
@@ -292,7 +345,12 @@ class Bench:
             f"--basetemp={basetemp}",
             *args,
         ]
-        env = {**self.environ, **(environ or {})}
+        env = dict(self.environ)
+        for key, value in (environ or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         # Flush what earlier sessions wrote, so their write-back does not slow this one down.
         os.sync()
         start = time.perf_counter()
@@ -312,6 +370,41 @@ class Bench:
             tail = "\n    ".join(output[-25:])
             self.failures.append(f"{label}: exit {done.returncode}")
             log(f"  ! {label} failed (exit {done.returncode}): {' '.join(args)}\n    {tail}")
+            return None
+        return elapsed
+
+    def command(
+        self,
+        label: str,
+        argv: Sequence[str],
+        environ: Mapping[str, str | None] | None = None,
+    ) -> float | None:
+        """The wall time of one command (not pytest), or None if it failed.
+
+        A None value in ``environ`` removes that variable.
+        """
+        env = dict(self.environ)
+        for key, value in (environ or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        os.sync()
+        start = time.perf_counter()
+        done = subprocess.run(
+            list(argv),
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            output = "\n    ".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+            self.failures.append(f"{label}: exit {done.returncode}")
+            log(f"  ! {label} failed (exit {done.returncode}): {' '.join(argv)}\n    {output}")
             return None
         return elapsed
 
@@ -800,7 +893,7 @@ def scenario_session_start(bench: Bench) -> Results:
             added["cold-uv"],
             "ms",
             compare=times(added["cold-uv"], warm),
-            note="downloads from the index",
+            note="uv unpacks the wheelhouse again",
         ),
     ]
     results.targets.append(
@@ -885,6 +978,450 @@ def scenario_xdist(bench: Bench) -> Results:
                 )
             )
     return results
+
+
+# -- issue targets: rows a-f, each a ratio (or a difference) measured in the same run ----------
+
+DONT_WRITE = "PYTHONDONTWRITEBYTECODE"
+WRITE_BYTECODE: dict[str, str | None] = {DONT_WRITE: None}  # as on users' machines
+NO_BYTECODE: dict[str, str | None] = {DONT_WRITE: "1"}
+
+
+@dataclass
+class Check:
+    """One row of issue targets: a value measured against a reference measured alongside.
+
+    The target is ``measured <= limit`` (``relative`` False, seconds or bytes) or
+    ``measured <= limit * reference + slack`` (``relative`` True).
+    """
+
+    row: str
+    name: str
+    measured: float | None
+    reference: float | None
+    reference_name: str
+    unit: str  # "s", "ms", "ms/test" (values in seconds) or "MiB" (values in bytes)
+    limit: float
+    relative: bool
+    slack: float = 0.0
+    note: str = ""
+    load: float = 0.0  # the 1-minute load average when the row was measured
+
+    def __post_init__(self) -> None:
+        self.load = self.load or load_average()
+
+    @property
+    def ratio(self) -> float | None:
+        if self.measured is None or not self.reference:
+            return None
+        return self.measured / self.reference
+
+    @property
+    def target(self) -> str:
+        if not self.relative:
+            return f"<= {show(self.limit, self.unit)}"
+        slack = f" + {show(self.slack, self.unit)}" if self.slack else ""
+        return f"<= {self.limit:g}x{slack}"
+
+    @property
+    def passed(self) -> bool | None:
+        if self.measured is None:
+            return None
+        if not self.relative:
+            return self.measured <= self.limit
+        if self.reference is None:
+            return None
+        return self.measured <= self.limit * self.reference + self.slack
+
+
+def uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv") or "uv"
+
+
+def paired(a: Sequence[float], b: Sequence[float], count: int = 1) -> float | None:
+    """Median of (a_i - b_i) / count over rounds that have both (sessions run back to back)."""
+    return median([(x - y) / count for x, y in zip(a, b)])
+
+
+class ByHand:
+    """What a user does without a plugin: ``uv venv``, ``uv pip install``, one import."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.uv = uv_binary()
+
+    def make(
+        self,
+        label: str,
+        requirement: str,
+        module: str | None,
+        *,
+        environ: Mapping[str, str | None] | None = None,
+        install_args: Sequence[str] = (),
+        keep: bool = False,
+    ) -> tuple[float | None, Path]:
+        """Time the three steps; returns (seconds, venv). The venv is deleted unless ``keep``."""
+        venv = self.bench.fresh_dir("by-hand")
+        python = venv / "bin" / "python"
+        steps = [
+            [self.uv, "venv", "-q", "--python", sys.executable, str(venv)],
+            [self.uv, "pip", "install", "-q", "--python", str(python), *install_args, requirement],
+        ]
+        if module:
+            steps.append([str(python), "-c", f"import {module}"])
+        total: float | None = 0.0
+        for step in steps:
+            seconds = self.bench.command(label, step, environ)
+            if seconds is None or total is None:
+                total = None
+                break
+            total += seconds
+        if not keep:
+            shutil.rmtree(venv, ignore_errors=True)
+        return total, venv
+
+
+def disk_usage(path: Path) -> float | None:
+    """Bytes used under ``path`` (``du -sk``: hard links counted once, symlinks not followed)."""
+    done = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not done.stdout.split():
+        log(f"  ! du -sk {path} failed: {done.stderr.strip()}")
+        return None
+    return float(done.stdout.split()[0]) * 1024
+
+
+NUMPY_TEST = """\
+@pytest.mark.isoenv(requires=["numpy"])
+def test_{i}(isoenv):
+    isoenv.run("python", "-c", "import numpy")
+"""
+
+
+def row_a(bench: Bench) -> list[Check]:
+    """First test needing numpy (warm uv cache) vs uv venv + uv pip install numpy + import."""
+    project = bench.project(
+        "row-a",
+        {"test_plain.py": TRIVIAL, "test_numpy.py": many(NUMPY_TEST, 1, "import pytest\n\n")},
+    )
+    iso = plugin_args("isoenv")
+    hand = ByHand(bench)
+    cases: dict[str, Callable[[], float | None]] = {
+        "plain": lambda: bench.pytest("a plain", project, [*iso, "test_plain.py"], WRITE_BYTECODE),
+        "isoenv": lambda: bench.pytest(
+            "a isoenv", project, [*iso, "test_numpy.py"], WRITE_BYTECODE
+        ),
+        "by hand": lambda: hand.make("a by hand", "numpy", "numpy", environ=WRITE_BYTECODE)[0],
+    }
+    for label, case in cases.items():
+        bench.warm(f"a {label}", case)
+    samples = bench.measure("row a", cases)
+    added = paired(samples["isoenv"], samples["plain"])
+    return [
+        Check(
+            row="a",
+            name="first test needing numpy, warm uv cache: added to a 1-test session",
+            measured=added,
+            reference=median(samples["by hand"]),
+            reference_name="uv venv + uv pip install numpy + python -c 'import numpy'",
+            unit="ms",
+            limit=1.5,
+            relative=True,
+            note="session mode: the (empty) base, the layer and the env are built in the session",
+        )
+    ]
+
+
+def row_b(bench: Bench) -> list[Check]:
+    """A session whose base holds pandas vs the same by hand."""
+    project = bench.project(
+        "row-b",
+        {
+            "test_plain.py": TRIVIAL,
+            "test_pandas.py": (
+                'def test_pandas(isoenv):\n    isoenv.run("python", "-c", "import pandas")\n'
+            ),
+        },
+    )
+    (project / "pytest.ini").write_text("[pytest]\nisoenv_requires = pandas\n", encoding="utf-8")
+    iso = plugin_args("isoenv")
+    hand = ByHand(bench)
+    cases: dict[str, Callable[[], float | None]] = {
+        "plain": lambda: bench.pytest("b plain", project, [*iso, "test_plain.py"], WRITE_BYTECODE),
+        "isoenv": lambda: bench.pytest(
+            "b isoenv", project, [*iso, "test_pandas.py"], WRITE_BYTECODE
+        ),
+        "by hand": lambda: hand.make("b by hand", "pandas", "pandas", environ=WRITE_BYTECODE)[0],
+    }
+    for label, case in cases.items():
+        bench.warm(f"b {label}", case)
+    samples = bench.measure("row b", cases)
+    added = paired(samples["isoenv"], samples["plain"])
+    return [
+        Check(
+            row="b",
+            name="session whose base holds pandas (1 test importing it): added to the session",
+            measured=added,
+            reference=median(samples["by hand"]),
+            reference_name="uv venv + uv pip install pandas + python -c 'import pandas'",
+            unit="ms",
+            limit=1.5,
+            relative=True,
+            note="session mode, warm uv cache",
+        )
+    ]
+
+
+SHARING_NUMPY = """\
+import pytest
+
+@pytest.mark.isoenv(requires=["numpy", "attrs"])
+def test_numpy_attrs(isoenv):
+    isoenv.run("python", "-c", "import numpy, attrs")
+
+@pytest.mark.isoenv(requires=["numpy", "iniconfig"])
+def test_numpy_iniconfig(isoenv):
+    isoenv.run("python", "-c", "import numpy, iniconfig")
+
+@pytest.mark.isoenv(requires=["numpy"])
+def test_numpy(isoenv):
+    isoenv.run("python", "-c", "import numpy")
+"""
+
+
+def row_c(bench: Bench) -> list[Check]:
+    """Disk of three requirement sets sharing numpy vs one numpy venv."""
+    project = bench.project("row-c", {"test_sharing.py": SHARING_NUMPY})
+    cache = bench.root / "row-c-cache"
+    args = [*plugin_args("isoenv"), "--isoenv-base=cache", f"--isoenv-cache-dir={cache}"]
+    hand = ByHand(bench)
+    measured = reference = compiled = None
+    if bench.pytest("c isoenv", project, [*args, "test_sharing.py"]) is not None:
+        # Bases, layers and whatever store the cache dir holds; uv's cache is elsewhere.
+        measured = disk_usage(cache)
+    seconds, venv = hand.make("c by hand", "numpy", None, keep=True)
+    if seconds is not None:
+        reference = disk_usage(venv)
+    shutil.rmtree(venv, ignore_errors=True)
+    seconds, venv = hand.make(
+        "c by hand, compiled", "numpy", None, install_args=["--compile-bytecode"], keep=True
+    )
+    if seconds is not None:
+        compiled = disk_usage(venv)
+    shutil.rmtree(venv, ignore_errors=True)
+    return [
+        Check(
+            row="c",
+            name="disk: 3 requirement sets sharing numpy (numpy+attrs, numpy+iniconfig, numpy),"
+            " isoenv cache dir",
+            measured=measured,
+            reference=reference,
+            reference_name="one venv: uv venv + uv pip install numpy",
+            unit="MiB",
+            limit=1.3,
+            relative=True,
+            note=f"du -sk, hard links once, uv's cache excluded; the same venv byte-compiled: "
+            f"{show(compiled, 'MiB', 'n/a')}",
+        )
+    ]
+
+
+def row_d(bench: Bench) -> list[Check]:
+    """The 2nd and later tests importing numpy vs an import in a compiled venv."""
+    n = bench.size(20, 5)
+    project = bench.project(
+        "row-d",
+        {
+            "test_first.py": many(NUMPY_TEST, 1, "import pytest\n\n"),
+            "test_many.py": many(NUMPY_TEST, n, "import pytest\n\n"),
+        },
+    )
+    iso = plugin_args("isoenv")
+    hand = ByHand(bench)
+    seconds, venv = hand.make(
+        "d reference venv", "numpy", "numpy", install_args=["--compile-bytecode"], keep=True
+    )
+    if seconds is None:
+        return []
+    imports = bench.size(10, 3)
+    importing = [str(venv / "bin" / "python"), "-c", "import numpy"]
+    checks = []
+    for label, environ in (("PYTHONDONTWRITEBYTECODE=1", NO_BYTECODE), ("unset", WRITE_BYTECODE)):
+
+        def reference(environ: Mapping[str, str | None] = environ) -> float | None:
+            # Median of a few imports: one sample per round, like the sessions.
+            done = [bench.command("d reference", importing, environ) for _ in range(imports)]
+            return None if None in done else median([t for t in done if t is not None])
+
+        cases: dict[str, Callable[[], float | None]] = {
+            "first": functools.partial(
+                bench.pytest, "d first", project, [*iso, "test_first.py"], environ
+            ),
+            "many": functools.partial(
+                bench.pytest, "d many", project, [*iso, "test_many.py"], environ
+            ),
+            "reference": reference,
+        }
+        bench.warm(f"d many ({label})", cases["many"])
+        samples = bench.measure(f"row d ({label})", cases)
+        per_test = paired(samples["many"], samples["first"], n - 1)
+        checks.append(
+            Check(
+                row="d",
+                name=f"2nd and later tests importing numpy (layer), per test, {label}",
+                measured=per_test,
+                reference=median(samples["reference"]),
+                reference_name="python -c 'import numpy' in a uv venv with --compile-bytecode",
+                unit="ms",
+                limit=1.3,
+                relative=True,
+                slack=0.010,
+                note=f"(t({n} tests) - t(1 test)) / {n - 1}; each test runs one subprocess",
+            )
+        )
+    shutil.rmtree(venv, ignore_errors=True)
+    return checks
+
+
+def row_e(bench: Bench) -> list[Check]:
+    """Bare test overhead, same-extras test overhead, cached base reuse."""
+    n_bare = bench.size(200, 40)
+    n_extras = bench.size(50, 10)
+    marked = '@pytest.mark.isoenv(requires=["numpy"])\ndef test_{i}(isoenv):\n    pass\n'
+    project = bench.project(
+        "row-e",
+        {
+            "test_plain.py": many("def test_{i}():\n    pass\n", n_bare),
+            "test_bare.py": many("def test_{i}(isoenv):\n    pass\n", n_bare),
+            "test_plain_few.py": many("def test_{i}():\n    pass\n", n_extras),
+            "test_extras.py": many(marked, n_extras, "import pytest\n\n"),
+        },
+    )
+    reuse = bench.project(
+        "row-e-reuse",
+        {"test_plain.py": TRIVIAL, "test_isoenv.py": "def test_isoenv(isoenv):\n    pass\n"},
+    )
+    (reuse / "pytest.ini").write_text("[pytest]\nisoenv_requires = pandas\n", encoding="utf-8")
+    iso = plugin_args("isoenv")
+    layer_cache = ["--isoenv-base=cache", f"--isoenv-cache-dir={bench.root / 'row-e-cache'}"]
+    base_cache = ["--isoenv-base=cache", f"--isoenv-cache-dir={bench.root / 'row-e-reuse-cache'}"]
+
+    def session(label: str, where: Path, args: list[str]) -> Callable[[], float | None]:
+        return functools.partial(bench.pytest, f"e {label}", where, [*iso, *args])
+
+    overhead: dict[str, Callable[[], float | None]] = {
+        "plain": session("plain", project, ["test_plain.py"]),
+        "bare": session("bare", project, [*layer_cache, "test_bare.py"]),
+        "plain few": session("plain few", project, ["test_plain_few.py"]),
+        "extras": session("extras", project, [*layer_cache, "test_extras.py"]),
+    }
+    start: dict[str, Callable[[], float | None]] = {
+        "plain": session("reuse plain", reuse, [*base_cache, "test_plain.py"]),
+        "reuse": session("reuse", reuse, [*base_cache, "test_isoenv.py"]),
+    }
+    bench.warm("e bare (builds the empty base in the cache dir)", overhead["bare"])
+    bench.warm("e extras (builds the numpy layer in the cache dir)", overhead["extras"])
+    bench.warm("e reuse (builds the pandas base in the cache dir)", start["reuse"])
+    samples = bench.measure("row e overhead", overhead)
+    # A difference of tens of ms between whole sessions: twice the rounds.
+    reuse_samples = bench.measure("row e reuse", start, rounds=2 * bench.repeat)
+    plain_per_test = per(median(samples["plain"]), n_bare)
+    return [
+        Check(
+            row="e",
+            name="bare test (isoenv fixture, nothing else): overhead per test",
+            measured=paired(samples["bare"], samples["plain"], n_bare),
+            reference=plain_per_test,
+            reference_name="a plain test, per test (whole session / N)",
+            unit="ms/test",
+            limit=0.002,
+            relative=False,
+            note=f"N = {n_bare}; base exists (--isoenv-base=cache): its reuse check is spread "
+            "over the N",
+        ),
+        Check(
+            row="e",
+            name="same-extras test (numpy layer exists, --isoenv-base=cache): overhead per test",
+            measured=paired(samples["extras"], samples["plain few"], n_extras),
+            reference=per(median(samples["plain few"]), n_extras),
+            reference_name="a plain test, per test (whole session / N)",
+            unit="ms/test",
+            limit=0.003,
+            relative=False,
+            note=f"N = {n_extras}; the layer's reuse check is spread over the N",
+        ),
+        Check(
+            row="e",
+            name="cached base reuse (pandas base, --isoenv-base=cache, 2nd session): added",
+            measured=paired(reuse_samples["reuse"], reuse_samples["plain"]),
+            reference=median(reuse_samples["plain"]),
+            reference_name="the same 1-test session, test without isoenv",
+            unit="ms",
+            limit=0.150,
+            relative=False,
+        ),
+    ]
+
+
+def row_f(bench: Bench) -> list[Check]:
+    """A session that uses no env, plugin loaded, vs -p no:isoenv."""
+    n = 20
+    project = bench.project("row-f", {"test_plain.py": many("def test_{i}():\n    pass\n", n)})
+    cases: dict[str, Callable[[], float | None]] = {
+        "loaded": lambda: bench.pytest(
+            "f loaded", project, [*plugin_args("isoenv"), "test_plain.py"]
+        ),
+        "no:isoenv": lambda: bench.pytest(
+            "f no:isoenv", project, ["-p", "no:isoenv", "test_plain.py"]
+        ),
+    }
+    bench.warm("f loaded", cases["loaded"])
+    # Ten milliseconds out of a few hundred: three times the rounds.
+    samples = bench.measure("row f", cases, rounds=3 * bench.repeat)
+    return [
+        Check(
+            row="f",
+            name=f"session using no env ({n} plain tests): plugin loaded vs -p no:isoenv, added",
+            measured=paired(samples["loaded"], samples["no:isoenv"]),
+            reference=median(samples["no:isoenv"]),
+            reference_name="the same session with -p no:isoenv",
+            unit="ms",
+            limit=0.010,
+            relative=False,
+            note="issue 11",
+        ),
+    ]
+
+
+ROWS: dict[str, Callable[[Bench], list[Check]]] = {
+    "a": row_a,
+    "b": row_b,
+    "c": row_c,
+    "d": row_d,
+    "e": row_e,
+    "f": row_f,
+}
+
+
+def checks_table(checks: Sequence[Check]) -> str:
+    lines = [
+        "| Row | Measured | Value | Reference | Ref. value | Ratio | Target | Result | Load "
+        "| Notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for check in checks:
+        result = "n/a" if check.passed is None else ("PASS" if check.passed else "**MISS**")
+        ratio = show(check.ratio, "x", "")
+        lines.append(
+            f"| {check.row} | {check.name} | {show(check.measured, check.unit)} "
+            f"| {check.reference_name} | {show(check.reference, check.unit, '')} | {ratio} "
+            f"| {check.target} | {result} | {check.load:.2f} | {check.note} |"
+        )
+    return "\n".join(lines)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -1018,15 +1555,42 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _subset(
+    parser: argparse.ArgumentParser,
+    kind: str,
+    given: str | None,
+    known: Mapping[str, object],
+    everything: bool,
+) -> list[str]:
+    if given is None:
+        return list(known) if everything else []
+    chosen = [name.strip() for name in given.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        parser.error(f"unknown {kind}(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return chosen
+
+
+def _save(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    log(f"results saved to {path}")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round: a smoke run")
     parser.add_argument("--repeat", type=int, help="sessions per variant (default 7, quick 1)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save the results here")
     parser.add_argument(
+        "--rows",
+        help=f"issue targets to measure, comma-separated subset of: {', '.join(ROWS)} "
+        "(default: all, or none when only --scenarios is given)",
+    )
+    parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated subset of: {', '.join(SCENARIOS)}",
+        help=f"comparisons to run, comma-separated subset of: {', '.join(SCENARIOS)} "
+        "(default: all, or none when only --rows is given)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
@@ -1034,11 +1598,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="where the projects and envs go (default: the system's temporary directory)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     options = parser.parse_args(argv)
-    chosen = [name.strip() for name in options.scenarios.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in SCENARIOS]
-    if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    neither = options.rows is None and options.scenarios is None
+    rows = _subset(parser, "row", options.rows, ROWS, everything=neither)
+    chosen = _subset(parser, "scenario", options.scenarios, SCENARIOS, everything=neither)
     repeat = options.repeat or (1 if options.quick else 7)
     tmpdir = options.tmpdir or Path(tempfile.gettempdir())
     info = machine(tmpdir)
@@ -1049,10 +1617,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for plugin, module in PLUGINS.items():
         if not installed(plugin):
             log(f"  {module} is not installed: its rows will say {NOT_INSTALLED}")
+    log("real wheelhouse (downloaded once, then reused)...")
+    wheelhouse = ensure_wheelhouse().path
+    log(f"  {wheelhouse}")
     root = Path(tempfile.mkdtemp(prefix="isoenv-bench-", dir=tmpdir))
     results = Results()
+    checks: list[Check] = []
     started = time.perf_counter()
-    bench = Bench(root, repeat, options.quick)
+    bench = Bench(root, repeat, options.quick, wheelhouse)
     loads = [load_average()]
     if loads[0] > BUSY:
         log(
@@ -1060,6 +1632,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run on an idle machine for numbers to publish"
         )
     try:
+        for row in rows:
+            log(f"row {row} (load average {load_average():.2f})")
+            checks += ROWS[row](bench)
+            loads.append(load_average())
         for scenario in chosen:
             log(f"scenario {scenario}")
             found = SCENARIOS[scenario](bench)
@@ -1081,11 +1657,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Benchmark took {elapsed:.0f} s; 1-minute load average "
         f"{min(loads):.2f}-{max(loads):.2f} (at the start and after each scenario).\n"
     )
-    print(table(results))
+    if checks:
+        print(
+            "Issue targets (each measured against its reference in this run; Load is the "
+            "1-minute load average when the row finished):\n"
+        )
+        print(checks_table(checks))
+        print()
+    if chosen:
+        print(table(results))
     if bench.failures:
         print(f"\n{len(bench.failures)} session(s) failed: {'; '.join(bench.failures)}")
     if options.json:
-        options.json.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "machine": info,
             "repeat": repeat,
@@ -1093,12 +1676,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": elapsed,
             "rows": [asdict(row) for row in results.rows],
             "targets": [asdict(target) for target in results.targets],
+            "checks": [
+                {**asdict(c), "ratio": c.ratio, "target": c.target, "passed": c.passed}
+                for c in checks
+            ],
+            "wheelhouse": str(wheelhouse),
             "raw_seconds": bench.raw,
             "failures": bench.failures,
             "load_averages": loads,
         }
-        options.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        log(f"results saved to {options.json}")
+        _save(options.json, data)
     return 0
 
 

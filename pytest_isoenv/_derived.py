@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from ._errors import RunError
 from ._requirements import RequirementLine, parse_lines
 from ._shared_env import SharedEnv, installed_packages
@@ -140,9 +142,12 @@ class DerivedEnv(os.PathLike[str]):
         """Run a command in this env; output is captured as text.
 
         A bare command (``python``, ``pip``, a console script) is looked up in the env first.
-        ``env`` adds to (or overrides) :attr:`env`. With ``check`` (the default) a failure
-        raises :class:`~pytest_isoenv.RunError` showing the command's output.
+        ``env`` adds to (or overrides) :attr:`env`. Other keyword arguments go to
+        :func:`subprocess.run` (``input=``, ``stdin=``, ``timeout=``, ``cwd=`` ...); without
+        ``input`` or ``stdin`` the command reads nothing. With ``check`` (the default) a
+        failure raises :class:`~pytest_isoenv.RunError` showing the command's output.
         """
+        __tracebackhide__ = True  # a failure points at the test's line, not at this one
         if not args:
             raise TypeError("run() needs a command")
         command = self._command([os.fspath(arg) for arg in args])
@@ -151,7 +156,9 @@ class DerivedEnv(os.PathLike[str]):
             environ.update(env)
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        if "input" not in kwargs:
+            # Never the test's own stdin (pytest's, or a terminal a command would wait on).
+            kwargs.setdefault("stdin", subprocess.DEVNULL)
         done: subprocess.CompletedProcess[str] = subprocess.run(
             command, env=environ, check=False, **kwargs
         )
@@ -163,10 +170,19 @@ class DerivedEnv(os.PathLike[str]):
         """Install more into this env only (never the base or layer); return what was added.
 
         Only what the base and layer lack is installed, at versions consistent with them.
+        Raise :class:`~pytest_isoenv.InstallError` (or ``MarkerError`` for a malformed line)
+        with uv's message.
         """
         __tracebackhide__ = True  # pytest: ``requirements`` may hold credentials
-        lines = parse_lines(requirements, self._session.settings.rootdir)
-        added = self._session.install_into(self, lines)
+        from ._errors import IsoenvError  # noqa: PLC0415
+
+        try:
+            lines = parse_lines(requirements, self._session.settings.rootdir)
+            added = self._session.install_into(self, lines)
+        except IsoenvError as error:
+            # The message says it all; the frames inside pytest-isoenv would only hide the
+            # test's own line.
+            raise error.with_traceback(None) from None
         self.installed_lines += lines
         return added
 
@@ -176,24 +192,23 @@ class DerivedEnv(os.PathLike[str]):
         return tuple(str(line) for line in self.installed_lines)
 
     @contextmanager
-    def activated(self) -> Iterator[None]:
-        """``os.environ`` set to :attr:`env` for the duration, then restored exactly."""
+    def activated(self, monkeypatch: pytest.MonkeyPatch | None = None) -> Iterator[None]:
+        """``os.environ`` set to :attr:`env` for the duration, then restored exactly.
+
+        With ``monkeypatch``, the changes are made through it and undone when it is undone
+        (not when the block ends): the ``isoenv`` fixture passes the test's own, so that the
+        test's ``monkeypatch.setenv("PATH", ...)`` and the env's settings unwind in reverse
+        order, whichever fixture came first.
+        """
         wanted = self.env
-        changed = {k for k in set(wanted) | set(os.environ) if os.environ.get(k) != wanted.get(k)}
-        saved = {k: os.environ.get(k) for k in changed}
-        try:
-            for key in changed:
-                if key in wanted:
-                    os.environ[key] = wanted[key]
-                else:
-                    del os.environ[key]
+        with pytest.MonkeyPatch.context() as own:
+            patch = own if monkeypatch is None else monkeypatch
+            for key in set(wanted) | set(os.environ):
+                if key not in wanted:
+                    patch.delenv(key)
+                elif os.environ.get(key) != wanted[key]:
+                    patch.setenv(key, wanted[key])
             yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def remove(self) -> None:
         """Delete this env (its path is gone at once)."""

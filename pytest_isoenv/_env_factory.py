@@ -14,7 +14,6 @@ import contextlib
 import functools
 import itertools
 import os
-import queue
 import threading
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from ._swap import remove_tree
 
 Maker = Callable[[Path], None]
+_AHEAD = 2  # envs made ahead per set of links: the next test's, and the one after
 
 
 class EnvFactory:
@@ -31,9 +31,11 @@ class EnvFactory:
         self.root = root
         self._names = itertools.count()
         self._ready: dict[Hashable, list[Path]] = {}
-        self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._wanted: dict[Hashable, Maker] = {}  # envs to make ahead, by their links
+        self._trash: list[list[Path]] = []
+        self._work = threading.Condition()
+        self._closing = False
+        self._threads: list[threading.Thread] = []
         self._also_remove = also_remove
         root.mkdir(parents=True, exist_ok=True)
 
@@ -42,27 +44,16 @@ class EnvFactory:
 
     def take(self, link_key: Hashable, make: Maker) -> Path:
         """A fresh env whose links are ``link_key``: one made ahead, or one ``make`` writes now."""
-        with self._lock:
+        with self._work:
             ready = self._ready.get(link_key)
             path = ready.pop() if ready else None
+            self._wanted[link_key] = make  # the next test most likely needs the same
+            self._work.notify_all()
         if path is None:
             path = self._new_path()
             make(path)
-        self._submit(lambda: self._make_ahead(link_key, make))
+        self._start()
         return path
-
-    def _make_ahead(self, link_key: Hashable, make: Maker) -> None:
-        with self._lock:
-            if self._ready.get(link_key):
-                return
-        path = self._new_path()
-        try:
-            make(path)
-        except OSError:
-            remove_tree(path)
-            return
-        with self._lock:
-            self._ready.setdefault(link_key, []).append(path)
 
     def give_back(self, path: Path) -> None:
         """The test is over: ``path`` vanishes now; its files are deleted in the background."""
@@ -72,30 +63,57 @@ class EnvFactory:
         except OSError:
             trash = path
         extra = self._also_remove(path) if self._also_remove else []
-        self._submit(functools.partial(_remove_all, [trash, *extra]))
+        with self._work:
+            self._trash.append([trash, *extra])
+            self._work.notify_all()
+        self._start()
 
-    def _submit(self, job: Callable[[], None]) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="isoenv-envs", daemon=True)
-            self._thread.start()
-        self._jobs.put(job)
+    def _start(self) -> None:
+        if not self._threads:
+            thread = threading.Thread(target=self._run, name="isoenv-envs", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
-    def _work(self) -> None:
+    def _run(self) -> None:
+        """Make the envs the next tests will take first, then delete the old ones."""
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
+            with self._work:
+                while not (self._closing or self._wanted or self._trash):
+                    self._work.wait()
+                if self._wanted:
+                    link_key, make = self._wanted.popitem()
+                    if len(self._ready.get(link_key, ())) >= _AHEAD:
+                        continue
+                    job: Callable[[], None] = functools.partial(self._make_ahead, link_key, make)
+                elif self._trash:
+                    job = functools.partial(_remove_all, self._trash.pop())
+                else:
+                    return  # closing, and nothing left to delete
             with contextlib.suppress(Exception):  # a failed background step only costs speed
                 job()
 
+    def _make_ahead(self, link_key: Hashable, make: Maker) -> None:
+        path = self._new_path()
+        try:
+            make(path)
+        except OSError:
+            remove_tree(path)
+            return
+        with self._work:
+            self._ready.setdefault(link_key, []).append(path)
+            if len(self._ready[link_key]) < _AHEAD:
+                self._wanted.setdefault(link_key, make)
+
     def close(self) -> None:
         """Wait for the background work, then delete every env this factory made."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
-        with self._lock:
-            self._ready.clear()
+        with self._work:
+            self._closing = True
+            self._wanted.clear()
+            self._work.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        self._ready.clear()
         remove_tree(self.root)
 
 

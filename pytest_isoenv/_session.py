@@ -70,6 +70,8 @@ class IsoenvSession:
     _tools: dict[Path, Entry | None] = field(default_factory=dict)
     _mirrored: set[Path] = field(default_factory=set)
     _makers: dict[Path, Callable[[Path], None]] = field(default_factory=dict)
+    # A user's venv (--isoenv-base=PATH) -> the view of it uv is pointed at instead.
+    _uv_views: dict[Path, Path] = field(default_factory=dict)
 
     # -- what every env is built from ---------------------------------------------------
 
@@ -353,13 +355,19 @@ class IsoenvSession:
             seconds=0.0,
             external=True,
         )
-        missing = self._plan(base, self.settings.requires) if self.settings.requires else []
+        # Read, never run uv against it: uv would write into the user's venv (its lock file).
+        from ._user_venv import VenvChecker, uv_view  # noqa: PLC0415
+
+        missing = VenvChecker(base.site_packages, interpreter.version).missing(
+            self.settings.requires
+        )
         if missing:
-            wanted = ", ".join(f"{c.name}=={c.version}" if c.version else c.name for c in missing)
+            wanted = "; ".join(missing)
             raise IsoenvError(
                 f"--isoenv-base={path} is used read-only but lacks what isoenv_requires asks "
                 f"for: {wanted}"
             )
+        self._uv_views[path] = uv_view(path, self.session_dir / "user-venv-view", interpreter)
         self.events.append(
             Event(
                 "base",
@@ -489,7 +497,8 @@ class IsoenvSession:
         when installed: a version already visible is no change. A change that breaks a
         requirement of a distribution that stays is a conflict.
         """
-        python, prefix = self._uv_target(view.path, view.interpreter)
+        root = self._uv_views.get(view.path, view.path)  # never uv in a user's venv
+        python, prefix = self._uv_target(root, view.interpreter)
         # The local projects ``new`` asks for are built again (uv's cache may hold an old
         # build of their source); the ones the view holds already were built for it.
         changes = self.uv.plan(
@@ -571,11 +580,6 @@ class IsoenvSession:
         if self._factory is not None:
             self._factory.give_back(env.path)
 
-    def remove_session_files(self) -> None:
-        """Delete what this session (its controller) left outside its own directory."""
-        if self.store_root != self.session_dir:
-            remove_tree(self.pycache / str(self.session_dir).lstrip(os.sep))
-
     def close(self) -> None:
         """Delete every derived env this process made; let go of the shared envs."""
         if self._factory is not None:
@@ -608,19 +612,19 @@ class IsoenvSession:
 
     # -- the guard on shared envs --------------------------------------------------------
 
-    def watch(self, env: DerivedEnv) -> None:
-        """Remember the shared envs ``env`` reads, to check after the test that none changed."""
-        for shared in (env.base, env.layer):
+    def watch(self, envs: Sequence[SharedEnv | None]) -> None:
+        """Remember shared envs a test reads, to check after it that none changed."""
+        for shared in envs:
             if shared is not None and shared.path not in self._snapshots:
                 roots = [shared.site_packages, shared.bin]
                 for entry in shared.entries:
                     roots += [entry.site, entry.bin]
                 self._snapshots[shared.path] = DirectorySnapshot.take(roots)
 
-    def check_shared(self, env: DerivedEnv) -> None:
+    def check_shared(self, envs: Sequence[SharedEnv | None]) -> None:
         """Raise ``SharedEnvModified`` (after undoing what can be undone) if a test changed one."""
         problems: list[str] = []
-        for shared in (env.base, env.layer):
+        for shared in envs:
             if shared is None:
                 continue
             snapshot = self._snapshots.get(shared.path)
@@ -667,6 +671,13 @@ class IsoenvSession:
         for lines, layer in list(self._layers.items()):
             if layer is shared:
                 self._layers[lines] = self._published_layer(lines, damaged_since=since)
+
+
+def remove_session_files(settings: Settings, session_dir: Path) -> None:
+    """Delete what a session (its controller) left outside its own directory: the bytecode
+    mirrors of its views, which live in the cache's ``sys.pycache_prefix``."""
+    pycache = settings.cache_dir / f"v{FORMAT_VERSION}" / "pycache"
+    remove_tree(pycache / str(session_dir).lstrip(os.sep))
 
 
 def _manifest(

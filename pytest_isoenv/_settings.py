@@ -6,11 +6,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._errors import MarkerError
-from ._requirements import RequirementLine, parse_lines
+if TYPE_CHECKING:
+    from ._requirements import RequirementLine
 
 REQUIRES_HELP = (
     "Requirements of the base env: PEP 508 strings, local paths, '-e PATH', '-r FILE' "
@@ -116,7 +117,14 @@ def _flag(config: pytest.Config, name: str, env_var: str) -> bool:
 
 
 def resolve(config: pytest.Config) -> Settings:
-    """Read every source once; raise ``pytest.UsageError`` on a static mistake."""
+    """Read every source once; raise ``pytest.UsageError`` on a static mistake.
+
+    Called when a test first needs an env: parsing requirements imports ``packaging``, which
+    a session without env tests should not pay for.
+    """
+    from ._errors import MarkerError  # noqa: PLC0415
+    from ._requirements import parse_lines  # noqa: PLC0415
+
     rootdir = Path(config.rootpath)
     try:
         requires = parse_lines(config.getini("isoenv_requires"), rootdir)

@@ -46,16 +46,35 @@ class Published:
 
 
 def secure_directory(path: Path) -> Path:
-    """Create ``path`` (0700) or check an existing one is ours and not world-writable."""
+    """Create ``path`` (0700) or check an existing one is ours and not world-writable.
+
+    A symbolic link is followed only when you own it (or root does) and what it leads to
+    passes the same checks: a link someone else planted (say in ``/tmp``) could be pointed
+    elsewhere at any time. Nothing is ever changed through a link that is refused.
+    """
+    try:
+        link = path.lstat()
+    except FileNotFoundError:
+        link = None
+    except OSError as error:
+        raise IsoenvError(f"cannot use cache dir {path}: {error}") from None
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    foreign_link = link is not None and stat.S_ISLNK(link.st_mode) and link.st_uid != uid
+    if uid is not None and foreign_link and link is not None and link.st_uid != 0:
+        raise IsoenvError(
+            f"refusing cache dir {path}: it is a symbolic link owned by uid {link.st_uid}, "
+            f"not by you (uid {uid}); whoever owns it could point it at envs your tests "
+            "would run"
+        )
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = path.stat()
     except OSError as error:
         raise IsoenvError(f"cannot use cache dir {path}: {error}") from None
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+    if uid is not None and info.st_uid != uid:
         raise IsoenvError(
             f"refusing cache dir {path}: it is owned by uid {info.st_uid}, not by you "
-            f"(uid {os.getuid()}); another user could plant envs your tests would run"
+            f"(uid {uid}); another user could plant envs your tests would run"
         )
     if info.st_mode & stat.S_IWOTH:
         raise IsoenvError(

@@ -1,25 +1,39 @@
-"""The pytest plugin: options, the ``isoenv`` marker, the fixtures and the report lines."""
+"""The pytest plugin: options, the ``isoenv`` marker, the fixtures and the report lines.
+
+A session that uses no env pays for nothing but this module: settings, the session
+directory, uv, ``packaging`` and ``filelock`` are all reached at the first test that needs an
+env (or just before the test loop, when a collected test is known to need one).
+"""
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from . import _session_dir
-from ._cache_upkeep import end_of_session
-from ._derived import DerivedEnv
-from ._errors import BaseBuildError, InstallError, MarkerError, SharedEnvModified
-from ._requirements import RequirementLine, parse_lines
-from ._session import IsoenvSession
-from ._settings import CACHE, SETTINGS_KEY, add_options, resolve
-from ._shared_env import SharedEnv
-from ._summary import REPORT_SECTION, SummaryReporter
-from ._xdist import SESSION_DIR_KEY, STARTED_KEY, XdistGlue, worker_id, worker_input
+from ._session_dir import SessionDir, plan
+from ._settings import CACHE, SETTINGS_KEY, add_options
+from ._summary import BASE_ERROR_ATTRIBUTE, BASE_ERROR_SHORT, REPORT_SECTION, SummaryReporter
+from ._xdist import (
+    SESSION_DIR_KEY,
+    STARTED_KEY,
+    XdistGlue,
+    send_base_lines,
+    worker_id,
+    worker_input,
+)
+
+if TYPE_CHECKING:
+    from ._derived import DerivedEnv
+    from ._requirements import RequirementLine
+    from ._session import IsoenvSession
+    from ._settings import Settings
+    from ._shared_env import SharedEnv
 
 MARKER = "isoenv"
 MARKER_HELP = (
@@ -28,12 +42,98 @@ MARKER_HELP = (
     "module, class, function and pytest.param combine."
 )
 _MARKER_KEYWORDS = frozenset({"requires"})
+# The fixtures that need the base: a test using either (directly or through its fixtures)
+# has the base built before the test loop starts, outside any test's timeout.
+_ENV_FIXTURES = ("isoenv", "isoenv_base")
 
-_SESSION_KEY = pytest.StashKey[IsoenvSession]()
-_OWNED_DIR_KEY = pytest.StashKey[Path]()
-_LINES_KEY = pytest.StashKey[tuple[RequirementLine, ...]]()
-_ENV_KEY = pytest.StashKey[DerivedEnv]()
-_CACHE_LINE_KEY = pytest.StashKey[str]()
+
+class _Run:
+    """This process's pytest-isoenv state; everything costly is made at first need."""
+
+    def __init__(
+        self, config: pytest.Config, session_dir: SessionDir, owner: bool, started: float
+    ) -> None:
+        self.config = config
+        self.session_dir = session_dir
+        self.owner = owner  # the controller (or the only process) deletes the session dir
+        self.started = started  # when the controller started: --isoenv-rebuild's line
+        self._settings: Settings | None = None
+        self._session: IsoenvSession | None = None
+        self.base_error_told = False
+        self.base_lines: list[str] = []  # what this process has to say about the base
+
+    def prepare_base(self) -> None:
+        """Build or find the base now; a failure is kept by the session for the tests."""
+        from ._errors import BaseBuildError  # noqa: PLC0415
+
+        session = self.session()
+        with contextlib.suppress(BaseBuildError):
+            session.base()
+        self.base_lines += [event.text for event in session.events if event.kind == "base"]
+
+    def settings(self) -> Settings:
+        """The resolved settings; ``pytest.UsageError`` on a static mistake."""
+        if self._settings is None:
+            from ._settings import resolve  # noqa: PLC0415 - parsing imports packaging
+
+            self._settings = resolve(self.config)
+            self.config.stash[SETTINGS_KEY] = self._settings
+        return self._settings
+
+    def session(self) -> IsoenvSession:
+        """The session's env builder, with its session directory made (or joined)."""
+        if self._session is None:
+            from ._session import IsoenvSession  # noqa: PLC0415 - the heavy part
+
+            settings = self.settings()
+            path = self.session_dir.ensure()
+            self._session = IsoenvSession(
+                settings,
+                path,
+                worker_id(self.config),
+                stale_before=self.started if settings.rebuild else None,
+            )
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self.owner:
+            if self._settings is not None:
+                from ._session import remove_session_files  # noqa: PLC0415
+
+                remove_session_files(self._settings, self.session_dir.path)
+            self.session_dir.remove()
+
+
+_RUN_KEY = pytest.StashKey[_Run]()
+
+
+class _CacheUpkeep:
+    """The controller's end of a cache-mode session: the daily prune, then a summary line."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.line: str | None = None
+
+    @pytest.hookimpl(trylast=True)  # after xdist's: its workers are gone
+    def pytest_sessionfinish(self) -> None:
+        run = self.config.stash.get(_RUN_KEY, None)
+        settings = run._settings if run is not None else None  # None: no env was used
+        if settings is not None and settings.base == CACHE:
+            from ._cache_upkeep import end_of_session  # noqa: PLC0415
+
+            self.line = end_of_session(settings.cache_dir, settings.prune_after)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.line is not None:
+            terminalreporter.write_line(f"isoenv: {self.line}")
+
+
+_LINES_KEY = pytest.StashKey["tuple[RequirementLine, ...]"]()
+_ENV_KEY = pytest.StashKey["DerivedEnv"]()
+_BASE_ERROR_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,54 +142,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    settings = resolve(config)
-    config.stash[SETTINGS_KEY] = settings
-    config.pluginmanager.register(SummaryReporter(config), "isoenv-summary")
+    if worker_input(config) is None:  # registered first: its line comes after the base's
+        config.pluginmanager.register(_CacheUpkeep(config), "isoenv-cache")
+    reporter = SummaryReporter(config)
+    config.pluginmanager.register(reporter, "isoenv-summary")
     found = worker_input(config)
     if found is not None and SESSION_DIR_KEY in found:
-        session_dir = Path(found[SESSION_DIR_KEY])
-        started = float(found[STARTED_KEY])
+        session_dir = SessionDir(Path(found[SESSION_DIR_KEY]))
+        run = _Run(config, session_dir, owner=False, started=float(found[STARTED_KEY]))
     else:
-        session_dir = _session_dir.create()
-        started = time.time()
-        config.stash[_OWNED_DIR_KEY] = session_dir
+        # Decided now, made by whichever process first needs it (this one or a worker).
+        run = _Run(config, SessionDir(plan()), owner=True, started=time.time())
         # Always: xdist may be loaded after us (-p xdist.plugin), and the hook is optional.
-        config.pluginmanager.register(XdistGlue(str(session_dir), started), "isoenv-xdist")
-    config.stash[_SESSION_KEY] = IsoenvSession(
-        settings,
-        session_dir,
-        worker_id(config),
-        # --isoenv-rebuild: what was published before the session (its controller) started
-        stale_before=started if settings.rebuild else None,
-    )
+        glue = XdistGlue(str(run.session_dir.path), run.started, reporter.base_line)
+        config.pluginmanager.register(glue, "isoenv-xdist")
+    config.stash[_RUN_KEY] = run
 
 
-@pytest.hookimpl(trylast=True)  # after xdist's: its workers are gone
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The cache's daily prune, and its size for the summary (the controller only)."""
+def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
-    settings = config.stash.get(SETTINGS_KEY, None)
-    if settings is not None and settings.base == CACHE and worker_input(config) is None:
-        line = end_of_session(settings.cache_dir, settings.prune_after)
-        if line is not None:
-            config.stash[_CACHE_LINE_KEY] = line
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    line = config.stash.get(_CACHE_LINE_KEY, None)
-    if line is not None:
-        terminalreporter.write_line(f"isoenv: {line}")
+    if worker_input(config) is None and config.pluginmanager.has_plugin("dsession"):
+        # The xdist controller runs no test, its workers do: a static mistake in the
+        # settings is told once, here, before any worker starts on it.
+        config.stash[_RUN_KEY].settings()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    session = config.stash.get(_SESSION_KEY, None)
-    if session is not None:
-        session.close()
-    owned = config.stash.get(_OWNED_DIR_KEY, None)
-    if owned is not None:
-        if session is not None:
-            session.remove_session_files()
-        shutil.rmtree(owned, ignore_errors=True)
+    run = config.stash.get(_RUN_KEY, None)
+    if run is not None:
+        run.close()
 
 
 # -- the marker ------------------------------------------------------------------------------
@@ -97,6 +178,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def marker_requirements(item: pytest.Item, rootdir: Path) -> tuple[RequirementLine, ...]:
     """The requirements of every ``isoenv`` marker on ``item``, outermost first, validated."""
+    from ._errors import MarkerError  # noqa: PLC0415 - only for marked tests
+    from ._requirements import parse_lines  # noqa: PLC0415
+
     texts: list[object] = []
     for mark in reversed(list(item.iter_markers(MARKER))):
         if mark.args:
@@ -116,21 +200,67 @@ def marker_requirements(item: pytest.Item, rootdir: Path) -> tuple[RequirementLi
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_pycollect_makeitem(
-    collector: pytest.Collector, name: str, obj: object
-) -> Generator[None, Any, Any]:
-    result = yield
-    items = result if isinstance(result, list) else [result]
-    rootdir = collector.config.stash[SETTINGS_KEY].rootdir
-    for item in items:
-        if isinstance(item, pytest.Function) and item.get_closest_marker(MARKER) is not None:
-            try:
-                item.stash[_LINES_KEY] = marker_requirements(item, rootdir)
-            except MarkerError as error:
-                raise collector.CollectError(
-                    f"In {item.name}: invalid isoenv marker: {error}"
-                ) from None
-    return result
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Read the markers of every item a collector made, whatever its kind.
+
+    Here rather than in ``pytest_pycollect_makeitem``, which never sees the methods of a
+    ``unittest.TestCase`` or the items of other plugins. A marked item gets the ``isoenv``
+    fixture added to its fixture names (not an autouse fixture every test would carry).
+    """
+    report = yield
+    if not report.passed or not report.result:
+        return report
+    marked = [
+        node
+        for node in report.result
+        if isinstance(node, pytest.Item) and node.get_closest_marker(MARKER) is not None
+    ]
+    if not marked:
+        return report
+    from ._errors import MarkerError  # noqa: PLC0415 - only for marked tests
+
+    rootdir = Path(collector.config.rootpath)
+    for item in marked:
+        try:
+            item.stash[_LINES_KEY] = marker_requirements(item, rootdir)
+        except MarkerError as error:
+            report.outcome = "failed"
+            report.longrepr = f"In {item.name}: invalid isoenv marker: {error}"
+            report.result = []
+            return report
+        names = getattr(item, "fixturenames", None)
+        if isinstance(names, list) and "isoenv" not in names:
+            # A new list: the one there may be shared with the other parameters of a test.
+            item.fixturenames = [*names, "isoenv"]  # type: ignore[attr-defined]
+    return report
+
+
+def _needs_env(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in _ENV_FIXTURES)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Build (or find) the base before the first test that needs it, outside its timeout."""
+    config = session.config
+    if (
+        not config.option.collectonly
+        and not getattr(config.option, "setupplan", False)
+        and any(
+            _needs_env(item) for item in getattr(session, "items", ())
+        )  # none: xdist controller
+    ):
+        config.stash[_RUN_KEY].prepare_base()
+    return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN_KEY, None)
+    if run is not None and run.base_lines:
+        send_base_lines(session.config, run.base_lines)
 
 
 # -- the fixtures ----------------------------------------------------------------------------
@@ -144,36 +274,68 @@ def _report(item: pytest.Item, session: IsoenvSession, when: str) -> None:
         session.events.clear()
 
 
+def _base_failed(request: pytest.FixtureRequest, message: str) -> None:
+    """Error this test briefly; the first in this process carries the message to the summary."""
+    run = request.config.stash[_RUN_KEY]
+    if not run.base_error_told:
+        run.base_error_told = True
+        request.node.stash[_BASE_ERROR_KEY] = message
+    pytest.fail(BASE_ERROR_SHORT, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def isoenv_base(request: pytest.FixtureRequest) -> SharedEnv:
     """The session's base env, shared read-only by every test (built or reused once)."""
-    session = request.config.stash[_SESSION_KEY]
+    from ._errors import BaseBuildError  # noqa: PLC0415
+
     try:
-        return session.base()
+        return request.config.stash[_RUN_KEY].session().base()
     except BaseBuildError as error:
         message = str(error)
-    pytest.fail(message, pytrace=False)
+    _base_failed(request, message)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @pytest.fixture
-def isoenv(request: pytest.FixtureRequest) -> Iterator[DerivedEnv]:
-    """This test's own derived env: sees the base, installs land in it alone, deleted after."""
-    session = request.config.stash[_SESSION_KEY]
+def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DerivedEnv]:
+    """This test's own derived env: sees the base, installs land in it alone, deleted after.
+
+    While the test runs, ``os.environ`` is the env's (``VIRTUAL_ENV``, ``PATH``), set through
+    the test's own ``monkeypatch``, so that the test's own ``monkeypatch.setenv`` calls, before
+    or after, unwind in order whatever the order of the fixtures.
+
+    A test with the ``isoenv`` marker gets this fixture without naming it. A
+    ``unittest.TestCase`` method cannot name fixtures: it finds the env active in
+    ``os.environ`` and the ``DerivedEnv`` as ``self.isoenv``.
+    """
+    from ._errors import BaseBuildError, InstallError  # noqa: PLC0415
+
+    session = request.config.stash[_RUN_KEY].session()
     item = request.node
     lines = item.stash.get(_LINES_KEY, ())
+    base_error = ""
     try:
         env = session.derived(lines)
-    except (BaseBuildError, InstallError) as error:
+    except BaseBuildError as error:
+        base_error = str(error)
+        failure = BASE_ERROR_SHORT
+    except InstallError as error:
         failure = f"isoenv: {error}"
     else:
         failure = ""
     _report(item, session, "setup")
+    if base_error:
+        _base_failed(request, base_error)
     if failure:
         pytest.fail(failure, pytrace=False)
-    session.watch(env)
+    session.watch([env.base, env.layer])
     item.stash[_ENV_KEY] = env
+    unittest = sys.modules.get("unittest")
+    instance = request.instance
+    if unittest is not None and isinstance(instance, unittest.TestCase):
+        instance.isoenv = env
     try:
-        with env.activated():
+        with env.activated(monkeypatch):
             yield env
     finally:
         del item.stash[_ENV_KEY]
@@ -181,25 +343,47 @@ def isoenv(request: pytest.FixtureRequest) -> Iterator[DerivedEnv]:
         _report(item, session, "teardown")
 
 
-@pytest.fixture(autouse=True)
-def _isoenv_for_marked_tests(request: pytest.FixtureRequest) -> None:
-    """A test with the marker gets its derived env even when it does not name the fixture."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("isoenv")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    message = item.stash.get(_BASE_ERROR_KEY, None)
+    if message is not None and call.when == "setup":
+        # An attribute, not a section: it is for the summary, not for the test's own output;
+        # xdist carries it to the controller with the report.
+        setattr(report, BASE_ERROR_ATTRIBUTE, message)
+    return report
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Check, after the test, the shared envs it could reach: its env's, or the base alone."""
+    shared: list[SharedEnv | None] = []
+    env = item.stash.get(_ENV_KEY, None)
+    if env is not None:
+        shared = [env.base, env.layer]
+    elif "isoenv_base" in getattr(item, "fixturenames", ()):
+        from ._errors import BaseBuildError  # noqa: PLC0415
+
+        session = item.config.stash[_RUN_KEY].session()
+        with contextlib.suppress(BaseBuildError):  # the fixture said why there is no base
+            shared = [session.base()]
+            session.watch(shared)
     try:
         return (yield)
     finally:
-        env = item.stash.get(_ENV_KEY, None)
-        if env is not None:
-            try:
-                item.config.stash[_SESSION_KEY].check_shared(env)
-            except SharedEnvModified as error:
-                failure = f"isoenv: {error}"
-            else:
-                failure = ""
-            if failure:
-                pytest.fail(failure, pytrace=False)
+        if shared:
+            _check_shared(item, shared)
+
+
+def _check_shared(item: pytest.Item, shared: list[SharedEnv | None]) -> None:
+    from ._errors import SharedEnvModified  # noqa: PLC0415
+
+    try:
+        item.config.stash[_RUN_KEY].session().check_shared(shared)
+    except SharedEnvModified as error:
+        failure = f"isoenv: {error}"
+    else:
+        return
+    pytest.fail(failure, pytrace=False)

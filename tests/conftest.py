@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from realwheels import offline_real_env, real_uv_cache, real_wheelhouse  # noqa: F401 (fixtures)
 from uv import find_uv_bin
 
 UV = str(find_uv_bin())

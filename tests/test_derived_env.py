@@ -431,3 +431,29 @@ def test_every_test_gets_a_fresh_env_even_when_envs_are_recycled(
     )
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-cli"]\n')
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=6)
+
+
+def test_a_test_with_only_the_base_fixture_is_guarded_too(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-a==1.0"]\n')
+    pytester.makepyfile(
+        """
+        def test_plants(isoenv_base):
+            (isoenv_base.site_packages / "planted.py").write_text("x = 1")
+
+        def test_afterwards(isoenv_base, isoenv):
+            assert not (isoenv_base.site_packages / "planted.py").exists()
+            done = isoenv.run("python", "-c", "import planted", check=False)
+            assert done.returncode != 0
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_plants _*",
+            "isoenv: the test changed the shared base env * (undone):",
+            "  added */site-packages/planted.py",
+        ]
+    )

@@ -1151,13 +1151,16 @@ def test_paths_with_spaces_and_non_ascii_characters(
     tmpdir.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     cache_dir = tmp_path / "🐸 cache dir"
-    monkeypatch.chdir(frog)
     args = ("--isoenv-base=cache", f"--isoenv-cache-dir={cache_dir}", "-p", "no:cacheprovider")
-    first = pytester.runpytest_subprocess(*args)
+    # A context of its own: on pytest 7, pytester shares the test's monkeypatch and restores
+    # the working directory before it is undone.
+    with monkeypatch.context() as in_frog:
+        in_frog.chdir(frog)
+        first = pytester.runpytest_subprocess(*args)
+        second = pytester.runpytest_subprocess(*args)
     first.assert_outcomes(passed=3)
     assert _base_lines(first)[0].startswith("isoenv: base built in ")
     assert str(cache_dir) in _base_lines(first)[0]
-    second = pytester.runpytest_subprocess(*args)
     second.assert_outcomes(passed=3)
     assert _base_lines(second)[0].startswith("isoenv: base reused")
     assert not _session_dirs(tmpdir)

@@ -98,12 +98,30 @@ def test_static_mistake_in_a_param_mark_fails_collection(
     result.stdout.fnmatch_lines(["*In test_p?2?: invalid isoenv marker: invalid requirement '!!'*"])
 
 
-def test_invalid_ini_requirement_is_a_usage_error(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_invalid_ini_requirement_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str]
+) -> None:
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["ok", "bad=>1"]\n')
-    pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_subprocess()
+    pytester.makepyfile("def test_x(isoenv): pass")
+    result = pytester.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*isoenv_requires: invalid requirement 'bad=>1':*"])
+
+
+def test_settings_are_not_read_in_a_session_without_env_tests(pytester: pytest.Pytester) -> None:
+    """Reading them costs an import of packaging: a session that needs no env skips it."""
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["bad=>1"]\n')
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_x():
+            assert "packaging.requirements" not in sys.modules
+            assert "filelock" not in sys.modules
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=1)
 
 
 def test_runtime_failures_error_the_test_and_the_session_goes_on(

@@ -200,3 +200,34 @@ def test_subprocesses_get_no_pythonpath_no_pythonhome_and_no_user_site(
     result.assert_outcomes(passed=3)
     leaks = canary.read_text() if canary.exists() else ""
     assert leaks == "", f"host Python settings reached a subprocess:\n{leaks}"
+
+
+@needs_root
+@pytest.mark.parametrize("owner", ["someone-else", "me"])
+def test_a_symlinked_cache_dir_is_followed_only_when_the_link_is_yours(
+    pytester: pytest.Pytester, offline_env: Path, tmp_path: Path, owner: str
+) -> None:
+    mine = tmp_path / "my dir"
+    mine.mkdir()
+    mine.chmod(0o755)
+    link = tmp_path / "cache link"
+    link.symlink_to(mine)
+    if owner == "me":
+        _ini(pytester, "iso-a==1.0")
+        pytester.makepyfile(TESTS)
+        result = pytester.runpytest_subprocess("--isoenv-base=cache", f"--isoenv-cache-dir={link}")
+        result.assert_outcomes(passed=2)
+        assert _mode(mine) == 0o700
+        assert (mine / "v2" / "bases").is_dir()
+        return
+    # Someone else's link in a shared place could be pointed anywhere, at any time: refused,
+    # and nothing is changed or written through it, even where it leads to a dir of yours.
+    os.lchown(link, NOBODY, NOBODY)
+    _refused(
+        pytester,
+        link,
+        f"it is a symbolic link owned by uid {NOBODY}, not by you (uid {os.getuid()}); "
+        "whoever owns it could point it at envs your tests would run",
+    )
+    assert _mode(mine) == 0o755
+    assert list(mine.iterdir()) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_isoenv._settings import SETTINGS_KEY
+from pytest_isoenv._settings import resolve
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_rebuild_setting(
     if ini is not None:
         pytester.makeini(f"[pytest]\nisoenv_rebuild = {ini}\n")
     config = pytester.parseconfigure(*(["--isoenv-rebuild"] if cli else []))
-    assert config.stash[SETTINGS_KEY].rebuild is expected
+    assert resolve(config).rebuild is expected
 
 
 def test_rebuild_is_documented_in_help(pytester: pytest.Pytester) -> None:
