@@ -8,6 +8,7 @@ uv installs only what is not stored yet, into a staging prefix that is split int
 
 from __future__ import annotations
 
+import contextlib
 import ensurepip
 import functools
 import json
@@ -36,7 +37,7 @@ from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
-from ._swap import remove_tree
+from ._swap import make_read_only, remove_tree
 from ._uv import Change, Uv, install_settings
 from ._venv import Script, bin_dir, create_venv, read_scripts, write_scripts
 
@@ -242,6 +243,8 @@ class IsoenvSession:
         packages = create_venv(root, interpreter, pycache=self.pycache)
         link_sources(packages, sources)
         write_scripts(scripts, bin_dir(root, interpreter))
+        make_read_only(packages)
+        make_read_only(bin_dir(root, interpreter))
 
     # -- the base ------------------------------------------------------------------------
 
@@ -519,21 +522,26 @@ class IsoenvSession:
     # -- derived envs --------------------------------------------------------------------
 
     def _tool_entry(self, interpreter: Interpreter) -> Entry | None:
-        """pip, from the interpreter's own bundled wheel: every derived env offers it."""
+        """pip, for every derived env: from the interpreter's own bundled wheel if it has one
+        (Debian's keeps it in ``/usr/share/python-wheels``), else from uv's cache or the index.
+        """
         if interpreter.executable in self._tools:
             return self._tools[interpreter.executable]
         entry = None
         if interpreter == _interpreter.current():
             bundled = Path(ensurepip.__file__).parent / "_bundled"
-            wheels = sorted(bundled.glob("pip-*.whl"))
+            wheels = sorted(bundled.glob("pip-*.whl")) or sorted(
+                Path("/usr/share/python-wheels").glob("pip-*.whl")
+            )
+            settings = f"bundled-{interpreter.cache_tag}"
             if wheels:
                 version = wheels[-1].name.split("-")[1]
-                settings = f"bundled-{interpreter.cache_tag}"
                 entry = self.dists.lookup("pip", version, settings)
+            with contextlib.suppress(InstallError):  # no pip: `pip` says so in the env
                 if entry is None:
                     found = self._install_entries(
                         interpreter,
-                        [str(wheels[-1])],
+                        [str(wheels[-1])] if wheels else ["pip"],
                         no_deps=True,
                         settings=settings,
                         index_direct=True,
