@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ._session_dir import SessionDir, plan
-from ._settings import SETTINGS_KEY, add_options
+from ._settings import CACHE, SETTINGS_KEY, add_options
 from ._summary import BASE_ERROR_ATTRIBUTE, BASE_ERROR_SHORT, REPORT_SECTION, SummaryReporter
 from ._xdist import (
     SESSION_DIR_KEY,
@@ -108,6 +108,29 @@ class _Run:
 
 
 _RUN_KEY = pytest.StashKey[_Run]()
+
+
+class _CacheUpkeep:
+    """The controller's end of a cache-mode session: the daily prune, then a summary line."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.line: str | None = None
+
+    @pytest.hookimpl(trylast=True)  # after xdist's: its workers are gone
+    def pytest_sessionfinish(self) -> None:
+        run = self.config.stash.get(_RUN_KEY, None)
+        settings = run._settings if run is not None else None  # None: no env was used
+        if settings is not None and settings.base == CACHE:
+            from ._cache_upkeep import end_of_session  # noqa: PLC0415
+
+            self.line = end_of_session(settings.cache_dir, settings.prune_after)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.line is not None:
+            terminalreporter.write_line(f"isoenv: {self.line}")
+
+
 _LINES_KEY = pytest.StashKey["tuple[RequirementLine, ...]"]()
 _ENV_KEY = pytest.StashKey["DerivedEnv"]()
 _BASE_ERROR_KEY = pytest.StashKey[str]()
@@ -119,6 +142,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    if worker_input(config) is None:  # registered first: its line comes after the base's
+        config.pluginmanager.register(_CacheUpkeep(config), "isoenv-cache")
     reporter = SummaryReporter(config)
     config.pluginmanager.register(reporter, "isoenv-summary")
     found = worker_input(config)
