@@ -44,7 +44,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(pathlib|os|subprocess|collections\.abc|typing|contextlib)\..*"),
     (r"py:.*", r"packaging\..*"),
-    (r"py:class", r"(Path|Any|Requirement|Interpreter|Script|IsoenvSession)"),
+    (r"py:.*", r"_?pytest\..*"),  # pytest's own types (MonkeyPatch, ...)
+    (r"py:class", r"(Path|Any|Requirement|Interpreter|Script|IsoenvSession|Entry)"),
     (r"py:class", r"pytest_isoenv\._.*"),  # private helper types named in annotations
 ]
 

@@ -15,10 +15,13 @@ import pytest
 from ._errors import RunError
 from ._requirements import RequirementLine, parse_lines
 from ._shared_env import SharedEnv, installed_packages
-from ._venv import bin_dir, create_venv, site_packages, write_scripts
+from ._venv import bin_dir, site_packages
 
 if TYPE_CHECKING:
-    from ._session import IsoenvSession
+    from collections.abc import Callable
+
+    #: Installs requirement lines into a derived env; returns what was added.
+    Installer = Callable[["DerivedEnv", tuple[RequirementLine, ...]], list[str]]
 
 # Host variables that would let the host's packages or interpreter leak into the env.
 _LEAKY_VARIABLES = (
@@ -41,7 +44,11 @@ class DerivedEnv(os.PathLike[str]):
         base: SharedEnv,
         layer: SharedEnv | None,
         requirements: tuple[RequirementLine, ...],
-        session: IsoenvSession,
+        *,
+        rootdir: Path,
+        installer: Installer,
+        release: Callable[[Path], None],
+        uv: Callable[[], str],
     ) -> None:
         #: The env's root directory; ``os.fspath(env)`` is this path too.
         self.path = path
@@ -54,16 +61,12 @@ class DerivedEnv(os.PathLike[str]):
         self.marker_lines = requirements
         self.installed_lines: list[RequirementLine] = []
         self._added: list[str] = []  # what install() added, name==version (for reports)
-        self._session = session
+        # What the session that made this env lends it: no way back into the session.
+        self._rootdir = rootdir
+        self._installer = installer
+        self._release = release
+        self._uv = uv
         self._env: dict[str, str] | None = None
-
-    @staticmethod
-    def make(path: Path, base: SharedEnv, layer: SharedEnv | None) -> None:
-        """Write a derived env of ``base`` (and ``layer``) at ``path``, which must not exist."""
-        shared = [env for env in (layer, base) if env is not None]
-        create_venv(path, base.interpreter, [env.site_packages for env in shared])
-        for env in reversed(shared):  # the layer's scripts win over the base's
-            write_scripts(env.scripts, bin_dir(path, base.interpreter))
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -123,7 +126,7 @@ class DerivedEnv(os.PathLike[str]):
         if own is not None:
             return own
         if command == "uv":
-            return self._session.uv.binary
+            return self._uv()
         return shutil.which(command, path=self.env["PATH"])
 
     def _command(self, args: list[str]) -> list[str]:
@@ -178,8 +181,8 @@ class DerivedEnv(os.PathLike[str]):
         from ._errors import IsoenvError  # noqa: PLC0415
 
         try:
-            lines = parse_lines(requirements, self._session.settings.rootdir)
-            added = self._session.install_into(self, lines)
+            lines = parse_lines(requirements, self._rootdir)
+            added = self._installer(self, lines)
         except IsoenvError as error:
             # The message says it all; the frames inside pytest-isoenv would only hide the
             # test's own line.
@@ -214,4 +217,4 @@ class DerivedEnv(os.PathLike[str]):
 
     def remove(self) -> None:
         """Delete this env (its path is gone at once)."""
-        self._session.release(self)
+        self._release(self.path)

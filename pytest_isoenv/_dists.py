@@ -25,7 +25,7 @@ from pathlib import Path
 from . import _usage
 from ._fingerprint import ENTRY_MANIFEST, full_fingerprint
 from ._requirements import digest
-from ._swap import remove_tree, replace_dir
+from ._swap import make_read_only, remove_tree, replace_dir
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,7 @@ class DistStore:
                     "fingerprint": full_fingerprint(staging),
                 }
                 (staging / ENTRY_MANIFEST).write_text(json.dumps(manifest, indent=1), "utf-8")
+                make_read_only(staging)
                 self._publish(staging, final)
             finally:
                 remove_tree(staging)

@@ -8,6 +8,7 @@ uv installs only what is not stored yet, into a staging prefix that is split int
 
 from __future__ import annotations
 
+import contextlib
 import ensurepip
 import functools
 import json
@@ -36,7 +37,7 @@ from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_
 from ._settings import CACHE, SESSION, Settings
 from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
-from ._swap import remove_tree
+from ._swap import make_read_only, remove_tree
 from ._uv import Change, Uv, install_settings
 from ._venv import Script, bin_dir, create_venv, read_scripts, write_scripts
 
@@ -245,6 +246,8 @@ class IsoenvSession:
         packages = create_venv(root, interpreter, pycache=self.pycache)
         link_sources(packages, sources)
         write_scripts(scripts, bin_dir(root, interpreter))
+        make_read_only(packages)
+        make_read_only(bin_dir(root, interpreter))
 
     # -- the base ------------------------------------------------------------------------
 
@@ -278,7 +281,7 @@ class IsoenvSession:
             parts.append(json.dumps(resolved))
         return digest(parts)
 
-    def _resolve(self, lines: Sequence[RequirementLine]) -> list[Change]:
+    def _resolve(self, lines: Sequence[RequirementLine], *, rebuild: bool = True) -> list[Change]:
         """What ``lines`` resolve to on their own (uv, against an empty env)."""
         if not lines:
             return []
@@ -286,15 +289,46 @@ class IsoenvSession:
         try:
             create_venv(empty, self.interpreter)
             python, prefix = self._uv_target(empty, self.interpreter)
-            names = local_project_names(lines)
+            names = local_project_names(lines) if rebuild else []
             return self.uv.plan(python, _args(lines), prefix=prefix, rebuild=names)
         finally:
             remove_tree(empty)
 
+    def _planned(self, key: str, plan: Callable[[], list[Change]]) -> tuple[list[Change], bool]:
+        """The plan of the env ``key`` names (its content digest), and whether it is new.
+
+        Plans are kept in the store: a session base or layer made again (every session, in
+        session mode) asks uv nothing when its distributions are stored. The key covers every
+        input, local projects' content included; ``--isoenv-refresh`` plans afresh.
+        """
+        path = self.store_root / "plans" / f"{key}.json"
+        if not self.settings.refresh and self.stale_before is None:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                return [Change(name, version) for name, version in data], False
+            except (OSError, ValueError, TypeError):
+                pass
+        changes = plan()
+        with contextlib.suppress(OSError):  # a plan not kept is asked for again next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(json.dumps([[c.name, c.version] for c in changes]), "utf-8")
+            os.replace(tmp, path)
+        return changes, True
+
     def _stored(
-        self, interpreter: Interpreter, changes: Sequence[Change], lines: Sequence[RequirementLine]
+        self,
+        interpreter: Interpreter,
+        changes: Sequence[Change],
+        lines: Sequence[RequirementLine],
+        *,
+        rebuild: bool,
     ) -> list[Entry]:
-        """The entries of ``changes``: stored ones as they are, the others installed now."""
+        """The entries of ``changes``: stored ones as they are, the others installed now.
+
+        ``rebuild``: the local projects among ``lines`` are new to this key, so uv builds them
+        again rather than trust its cache of their builds.
+        """
         settings = self._settings_digest(interpreter)
         direct = _direct_names(lines)
         stored: list[Entry] = []
@@ -313,7 +347,7 @@ class IsoenvSession:
             interpreter,
             _exact_requirements(missing, lines),
             no_deps=True,
-            rebuild=local_project_names(lines),
+            rebuild=local_project_names(lines) if rebuild else (),
         )
         return stored + installed
 
@@ -323,7 +357,8 @@ class IsoenvSession:
         key = self.base_key()
 
         def build(staging: Path) -> dict[str, Any]:
-            entries = self._stored(interpreter, self._resolve(requires), requires)
+            changes, fresh = self._planned(key, lambda: self._resolve(requires))
+            entries = self._stored(interpreter, changes, requires, rebuild=fresh)
             self._compose(staging, interpreter, _sources(entries), _scripts(entries))
             manifest = _manifest("base", interpreter, requires)
             manifest["entries"] = entries_json(entries)
@@ -424,8 +459,11 @@ class IsoenvSession:
         start = time.perf_counter()
 
         def build(staging: Path) -> dict[str, Any]:
-            planned = changes if changes is not None else self._plan_layer(base, lines)
-            own = self._stored(interpreter, planned, lines)
+            if changes is not None:
+                planned, fresh = changes, True
+            else:
+                planned, fresh = self._planned(key, lambda: self._plan_layer(base, lines))
+            own = self._stored(interpreter, planned, lines, rebuild=fresh)
             names = {entry.name for entry in own}
             kept = [source for source in self._base_sources(base) if source.dist not in names]
             replaced = {entry.name for entry in base.entries if entry.name in names}
@@ -527,21 +565,26 @@ class IsoenvSession:
     # -- derived envs --------------------------------------------------------------------
 
     def _tool_entry(self, interpreter: Interpreter) -> Entry | None:
-        """pip, from the interpreter's own bundled wheel: every derived env offers it."""
+        """pip, for every derived env: from the interpreter's own bundled wheel if it has one
+        (Debian's keeps it in ``/usr/share/python-wheels``), else from uv's cache or the index.
+        """
         if interpreter.executable in self._tools:
             return self._tools[interpreter.executable]
         entry = None
         if interpreter == _interpreter.current():
             bundled = Path(ensurepip.__file__).parent / "_bundled"
-            wheels = sorted(bundled.glob("pip-*.whl"))
+            wheels = sorted(bundled.glob("pip-*.whl")) or sorted(
+                Path("/usr/share/python-wheels").glob("pip-*.whl")
+            )
+            settings = f"bundled-{interpreter.cache_tag}"
             if wheels:
                 version = wheels[-1].name.split("-")[1]
-                settings = f"bundled-{interpreter.cache_tag}"
                 entry = self.dists.lookup("pip", version, settings)
+            with contextlib.suppress(InstallError):  # no pip: `pip` says so in the env
                 if entry is None:
                     found = self._install_entries(
                         interpreter,
-                        [str(wheels[-1])],
+                        [str(wheels[-1])] if wheels else ["pip"],
                         no_deps=True,
                         settings=settings,
                         index_direct=True,
@@ -562,7 +605,16 @@ class IsoenvSession:
                 lambda path: [pycache / str(path).lstrip(os.sep)],
             )
         path = self._factory.take(view.path, self._maker(view))
-        return DerivedEnv(path, base, layer, lines, self)
+        return DerivedEnv(
+            path,
+            base,
+            layer,
+            lines,
+            rootdir=self.settings.rootdir,
+            installer=self.install_into,
+            release=self._factory.give_back,
+            uv=lambda: self.uv.binary,
+        )
 
     def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
         """What writes a derived env of ``view``: made once per view, run for every test."""
@@ -583,11 +635,6 @@ class IsoenvSession:
         self._makers[view.path] = make
         self._links[view.path] = links
         return make
-
-    def release(self, env: DerivedEnv) -> None:
-        """Delete a derived env: its path vanishes now, its files go in the background."""
-        if self._factory is not None:
-            self._factory.give_back(env.path)
 
     def keep(self, env: DerivedEnv, dest: Path, nodeid: str) -> None:
         """Move ``env`` to the empty directory ``dest``, to outlive the session (``_keep``)."""
@@ -636,19 +683,19 @@ class IsoenvSession:
 
     # -- the guard on shared envs --------------------------------------------------------
 
-    def watch(self, env: DerivedEnv) -> None:
-        """Remember the shared envs ``env`` reads, to check after the test that none changed."""
-        for shared in (env.base, env.layer):
+    def watch(self, envs: Sequence[SharedEnv | None]) -> None:
+        """Remember shared envs a test reads, to check after it that none changed."""
+        for shared in envs:
             if shared is not None and shared.path not in self._snapshots:
                 roots = [shared.site_packages, shared.bin]
                 for entry in shared.entries:
                     roots += [entry.site, entry.bin]
                 self._snapshots[shared.path] = DirectorySnapshot.take(roots)
 
-    def check_shared(self, env: DerivedEnv) -> None:
+    def check_shared(self, envs: Sequence[SharedEnv | None]) -> None:
         """Raise ``SharedEnvModified`` (after undoing what can be undone) if a test changed one."""
         problems: list[str] = []
-        for shared in (env.base, env.layer):
+        for shared in envs:
             if shared is None:
                 continue
             snapshot = self._snapshots.get(shared.path)

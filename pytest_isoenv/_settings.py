@@ -28,10 +28,13 @@ REFRESH_HELP = (
     "Ask the index again instead of answering from uv's cache first (new releases), and "
     "re-resolve cached layers."
 )
-
 REBUILD_HELP = (
     "Build the base and every layer this session uses again, even when a cached one matches "
     "(after a change the cache key cannot see)."
+)
+PRUNE_AFTER_HELP = (
+    "With --isoenv-base=cache: at the end of a session, at most once a day, remove the cached "
+    "envs and distributions no session used for this many days (0: never)."
 )
 
 KEEP_HELP = (
@@ -56,6 +59,8 @@ class Settings:
     rootdir: Path
     rebuild: bool = False
     keep: str = KEEP_NONE  # KEEP_NONE, KEEP_FAILED or KEEP_ALL
+    #: Days after which unused cached envs are pruned at the end of a session (0: never).
+    prune_after: float = 30.0
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -98,6 +103,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("isoenv_refresh", REFRESH_HELP, type="bool", default=False)
     parser.addini("isoenv_rebuild", REBUILD_HELP, type="bool", default=False)
     parser.addini("isoenv_keep", KEEP_HELP, default=KEEP_NONE)
+    parser.addini("isoenv_prune_after", PRUNE_AFTER_HELP, default="30")
 
 
 def default_cache_dir() -> Path:
@@ -186,4 +192,18 @@ def resolve(config: pytest.Config) -> Settings:
         rootdir=rootdir,
         rebuild=_flag(config, "isoenv_rebuild", "PYTEST_ISOENV_REBUILD"),
         keep=keep_mode(config),
+        prune_after=_prune_after(config),
     )
+
+
+def _prune_after(config: pytest.Config) -> float:
+    text = str(config.getini("isoenv_prune_after")).strip()
+    try:
+        days = float(text or "30")
+    except ValueError:
+        days = -1.0
+    if not days >= 0:  # also NaN
+        raise pytest.UsageError(
+            f"isoenv_prune_after: {text!r} is not a number of days (0 or more; 0 never prunes)"
+        )
+    return days

@@ -81,3 +81,20 @@ def _make_writable(directory: str) -> None:
         return
     for child in children:
         _make_writable(child)
+
+
+def make_read_only(root: Path) -> None:
+    """Take every write bit off the tree at ``root`` (not through symbolic links).
+
+    Stops a user who is not root from changing a shared env through its links (pip or uv
+    aimed at a base, a test writing into a package); root is not stopped, and the guard is
+    what catches that. ``remove_tree`` gives the bits back before deleting.
+    """
+    no_write = ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    for directory, dirnames, filenames in os.walk(root, topdown=False):
+        for name in [*filenames, *dirnames]:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(path, stat.S_IMODE(info.st_mode) & no_write)
+    os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) & no_write)

@@ -32,17 +32,32 @@ def hold(env: Path) -> None:
     if env in _held or fcntl is None:
         return
     path = inuse_file(env)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        os.utime(fd)
-    except OSError:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            # Pruning deletes the file of an env it removed while holding it: a hold on the
+            # deleted file would protect nothing, so take the file that is there now.
+            if _same_file(fd, path):
+                os.utime(fd)
+                break
+        except OSError:
+            os.close(fd)
+            return
         os.close(fd)
-        return
     _held[env] = fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 def release_all() -> None:

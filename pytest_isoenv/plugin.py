@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ._session_dir import SessionDir, plan
-from ._settings import KEEP_ALL, KEEP_NONE, SETTINGS_KEY, add_options, keep_mode
+from ._settings import CACHE, KEEP_ALL, KEEP_NONE, SETTINGS_KEY, add_options, keep_mode
 from ._summary import (
     BASE_ERROR_ATTRIBUTE,
     BASE_ERROR_SHORT,
@@ -125,6 +125,29 @@ class _Run:
 
 
 _RUN_KEY = pytest.StashKey[_Run]()
+
+
+class _CacheUpkeep:
+    """The controller's end of a cache-mode session: the daily prune, then a summary line."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.line: str | None = None
+
+    @pytest.hookimpl(trylast=True)  # after xdist's: its workers are gone
+    def pytest_sessionfinish(self) -> None:
+        run = self.config.stash.get(_RUN_KEY, None)
+        settings = run._settings if run is not None else None  # None: no env was used
+        if settings is not None and settings.base == CACHE:
+            from ._cache_upkeep import end_of_session  # noqa: PLC0415
+
+            self.line = end_of_session(settings.cache_dir, settings.prune_after)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.line is not None:
+            terminalreporter.write_line(f"isoenv: {self.line}")
+
+
 _LINES_KEY = pytest.StashKey["tuple[RequirementLine, ...]"]()
 _ENV_KEY = pytest.StashKey["DerivedEnv"]()
 _BASE_ERROR_KEY = pytest.StashKey[str]()
@@ -153,6 +176,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    if worker_input(config) is None:  # registered first: its line comes after the base's
+        config.pluginmanager.register(_CacheUpkeep(config), "isoenv-cache")
     reporter = SummaryReporter(config)
     config.pluginmanager.register(reporter, "isoenv-summary")
     found = worker_input(config)
@@ -346,7 +371,7 @@ def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         _base_failed(request, base_error)
     if failure:
         pytest.fail(failure, pytrace=False)
-    session.watch(env)
+    session.watch([env.base, env.layer])
     item.stash[_ENV_KEY] = env
     item.stash[_TEST_ENV_KEY] = env
     _work(item).append(["derived", "", 0.0])
@@ -457,19 +482,30 @@ def _keep_or_remove(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Check, after the test, the shared envs it could reach: its env's, or the base alone."""
+    shared: list[SharedEnv | None] = []
+    env = item.stash.get(_ENV_KEY, None)
+    if env is not None:
+        shared = [env.base, env.layer]
+    elif "isoenv_base" in getattr(item, "fixturenames", ()):
+        from ._errors import BaseBuildError  # noqa: PLC0415
+
+        session = item.config.stash[_RUN_KEY].session()
+        with contextlib.suppress(BaseBuildError):  # the fixture said why there is no base
+            shared = [session.base()]
+            session.watch(shared)
     try:
         return (yield)
     finally:
-        env = item.stash.get(_ENV_KEY, None)
-        if env is not None:
-            _check_shared(item, env)
+        if shared:
+            _check_shared(item, shared)
 
 
-def _check_shared(item: pytest.Item, env: DerivedEnv) -> None:
+def _check_shared(item: pytest.Item, shared: list[SharedEnv | None]) -> None:
     from ._errors import SharedEnvModified  # noqa: PLC0415
 
     try:
-        item.config.stash[_RUN_KEY].session().check_shared(env)
+        item.config.stash[_RUN_KEY].session().check_shared(shared)
     except SharedEnvModified as error:
         failure = f"isoenv: {error}"
     else:

@@ -431,3 +431,62 @@ def test_every_test_gets_a_fresh_env_even_when_envs_are_recycled(
     )
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-cli"]\n')
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=6)
+
+
+def test_a_test_with_only_the_base_fixture_is_guarded_too(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-a==1.0"]\n')
+    pytester.makepyfile(
+        """
+        def test_plants(isoenv_base):
+            (isoenv_base.site_packages / "planted.py").write_text("x = 1")
+
+        def test_afterwards(isoenv_base, isoenv):
+            assert not (isoenv_base.site_packages / "planted.py").exists()
+            done = isoenv.run("python", "-c", "import planted", check=False)
+            assert done.returncode != 0
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_plants _*",
+            "isoenv: the test changed the shared base env * (undone):",
+            "  added */site-packages/planted.py",
+        ]
+    )
+
+
+def test_no_env_directory_serves_a_second_test(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    # A process the first test left behind, with its cwd in the test's env, writes a .pth
+    # into "its" env later; the next test must not run that code, nor get that directory.
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-a==1.0"]\n')
+    pytester.makepyfile(
+        """
+        import os, subprocess, sys, time
+
+        SEEN = []
+
+        LATER = (
+            "import os, time; time.sleep(0.5); "
+            "open('lib/python%d.%d/site-packages/planted.pth' % __import__('sys').version_info[:2], 'w')"
+            ".write('import os; os.environ[\\\\'ISOENV_PLANTED\\\\'] = \\\\'1\\\\'')"
+        )
+
+        def test_leaves_a_process_behind(isoenv):
+            SEEN.append(str(isoenv.path))
+            subprocess.Popen([sys.executable, "-c", LATER], cwd=isoenv.path, start_new_session=True)
+
+        def test_next(isoenv):
+            time.sleep(1.0)
+            assert str(isoenv.path) != SEEN[0]
+            out = isoenv.run("python", "-c", "import os; print(os.environ.get('ISOENV_PLANTED'))")
+            assert out.stdout == "None\\n"
+            assert not list(isoenv.site_packages.glob("planted.pth"))
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)

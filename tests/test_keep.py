@@ -7,11 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from pytest_isoenv import _cache_admin, _keep
 from pytest_isoenv._keep import env_name
 from pytest_isoenv._settings import keep_mode
 
@@ -342,8 +344,6 @@ def test_more(isoenv, n):
 def test_an_env_on_another_file_system_is_copied_links_and_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_isoenv import _keep
-
     source = tmp_path / "env"
     (source / "bin").mkdir(parents=True)
     (source / "bin" / "python").symlink_to(sys.executable)
@@ -359,3 +359,32 @@ def test_an_env_on_another_file_system_is_copied_links_and_all(
     assert not source.exists()
     assert os.readlink(dest / "bin" / "python") == sys.executable
     assert (dest / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
+
+
+def test_pruning_the_views_and_their_distributions_spares_what_a_kept_env_links(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    _ini(pytester)
+    pytester.makepyfile(SUITE)
+    result = pytester.runpytest_subprocess("--isoenv-base=cache", "--isoenv-keep=failed")
+    result.assert_outcomes(passed=1, failed=1)
+    (kept,) = _kept(offline_env)
+    root = offline_env / "v2"
+    # Everything but the kept env was last used 40 days ago.
+    old = time.time() - 40 * 86400
+    for kind in ("bases", "layers", "dists"):
+        for path in (root / kind).iterdir():
+            if path.name.endswith(".inuse"):
+                os.utime(path, (old, old))
+    prune = subprocess.run(
+        [sys.executable, "-m", "pytest_isoenv", "cache", "prune", "--older-than", "30"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**_clean_env(), "PYTEST_ISOENV_CACHE_DIR": str(offline_env)},
+    )
+    assert "removed base" in prune.stdout and "removed layer" in prune.stdout, prune.stdout
+    assert not [p for p in (root / "bases").iterdir() if not p.name.endswith((".inuse", ".lock"))]
+    code = "import iso_a, iso_b; print(iso_a.__version__, iso_b.__version__)"
+    assert _run(kept / "bin" / "python", code) == "1.0 1.0"
+    assert _keep.VIEW == _cache_admin.KEPT_VIEW
