@@ -583,11 +583,27 @@ def prune(
                     break
                 _remove(inventory, item, remaining, holds, report)
         _remove_stale_files(inventory, remaining, holds)
+        _remove_plans(root, now, None if everything else older_than)
         if everything:
             _clear_pycache(inventory, remaining, report)
     finally:
         holds.release()
     return report
+
+
+def _remove_plans(root: Path, now: float, older_than: float | None) -> None:
+    """Plans (a few hundred bytes each) made more than ``older_than`` days ago (None: all).
+
+    A plan removed is only asked of uv again, next time its env is made.
+    """
+    try:
+        plans = list(os.scandir(root / "plans"))
+    except OSError:
+        return
+    for plan in plans:
+        with contextlib.suppress(OSError):
+            if older_than is None or now - plan.stat().st_mtime > older_than * DAY:
+                os.unlink(plan.path)
 
 
 def _removal_order(

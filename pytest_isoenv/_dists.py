@@ -80,6 +80,7 @@ class DistStore:
         found = self._verified.get(path)
         if found is not None:
             return found
+        _usage.hold(path)  # held before it is read: a prune running now passes it by
         try:
             data = json.loads((path / ENTRY_MANIFEST).read_text(encoding="utf-8"))
             if data.get("fingerprint") != full_fingerprint(path):
@@ -95,7 +96,6 @@ class DistStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         self._verified[path] = entry
-        _usage.hold(path)  # in use by this session: never pruned under it
         return entry
 
     def forget(self, path: Path) -> None:

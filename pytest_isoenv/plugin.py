@@ -138,13 +138,25 @@ class _CacheUpkeep:
     def pytest_sessionfinish(self) -> None:
         run = self.config.stash.get(_RUN_KEY, None)
         settings = run._settings if run is not None else None  # None: no env was used
-        if settings is not None and settings.base == CACHE:
+        if settings is None:
+            return
+        if settings.base == CACHE:
             from ._cache_upkeep import end_of_session  # noqa: PLC0415
 
             self.line = end_of_session(settings.cache_dir, settings.prune_after)
+        elif settings.prune_after > 0:
+            # Session bases store their distributions in the cache too: prune it, silently.
+            from ._cache_admin import NotACache, cache_root  # noqa: PLC0415
+            from ._cache_upkeep import daily_prune  # noqa: PLC0415
+
+            with contextlib.suppress(NotACache, OSError):
+                root = cache_root(settings.cache_dir)
+                if root is not None:
+                    daily_prune(root, settings.prune_after)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.line is not None:
+        quiet_quiet = int(self.config.getoption("verbose") or 0) < -1  # -qq: errors only
+        if self.line is not None and not quiet_quiet:
             terminalreporter.write_line(f"isoenv: {self.line}")
 
 
