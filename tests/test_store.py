@@ -21,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def _wheel(
     house: Path,
     name: str,
     version: str,
-    files: dict[str, str | bytes],
+    files: Mapping[str, str | bytes],
     *,
     requires: tuple[str, ...] = (),
     scripts: dict[str, str] | None = None,
