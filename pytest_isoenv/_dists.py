@@ -18,7 +18,8 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class DistStore:
         self.root = root
         self._verified: dict[Path, Entry] = {}
         self._damaged: set[Path] = set()
+        self._swept = False
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -119,6 +121,54 @@ class DistStore:
 
     # -- writing ----------------------------------------------------------------------------
 
+    @contextmanager
+    def staging(self, kind: str) -> Iterator[Path]:
+        """A fresh path ``.<kind>-<pid>-<random>`` in the store, deleted after the block.
+
+        It is held in use meanwhile (``_usage.holding``): a staging dir whose process died
+        (SIGKILL, the OOM killer, a crashed worker) is recognised by ``sweep``, which no pid
+        check could do across containers sharing the cache.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sweep()
+        path = self.root / f".{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with _usage.holding(path):
+            try:
+                yield path
+            finally:
+                remove_tree(path)
+
+    def sweep(self) -> None:
+        """Delete the staging dirs of dead processes (once per process: one ``listdir``).
+
+        A killed install leaves a half-installed prefix (``.install-*``, as big as what it was
+        installing) or a half-split entry (``.tmp-*``); nothing reads them, but they would
+        stay forever.
+        """
+        if self._swept:
+            return
+        self._swept = True
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        staged = {
+            name.removesuffix(_usage.INUSE_SUFFIX)
+            for name in names
+            if name.startswith((".install-", ".tmp-"))
+        }
+        for name in sorted(staged):
+            path = self.root / name
+            fd = _usage.try_exclusive(path)
+            if fd is None:
+                continue  # in use by a live process (or no locks on this system)
+            try:
+                remove_tree(path)
+                with suppress(OSError):
+                    os.unlink(_usage.inuse_file(path))
+            finally:
+                os.close(fd)
+
     def add_install(
         self,
         prefix: Path,
@@ -160,8 +210,7 @@ class DistStore:
         final = self.root / dirname
         existing = self.load(dirname)
         if existing is None:
-            staging = self.root / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            try:
+            with self.staging("tmp") as staging:
                 top_level, scripts = _move_files(
                     prefix, dist_info.parent, scripts_dir, record_bytes, staging
                 )
@@ -176,8 +225,6 @@ class DistStore:
                 (staging / ENTRY_MANIFEST).write_text(json.dumps(manifest, indent=1), "utf-8")
                 make_read_only(staging)
                 self._publish(staging, final)
-            finally:
-                remove_tree(staging)
             self._damaged.discard(final)
             self.forget(final)
             existing = self.load(dirname)

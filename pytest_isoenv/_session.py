@@ -218,9 +218,7 @@ class IsoenvSession:
         """
         if not args:
             return []
-        self.dists.root.mkdir(parents=True, exist_ok=True)
-        staging = self.dists.root / f".install-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
+        with self.dists.staging("install") as staging:  # swept if this process is killed
             create_venv(staging, interpreter)
             python, prefix = self._uv_target(staging, interpreter)
             self.uv.install(python, args, prefix=prefix, no_deps=no_deps, rebuild=rebuild)
@@ -232,8 +230,6 @@ class IsoenvSession:
                 settings or self._settings_digest(interpreter),
                 index_direct=index_direct,
             )
-        finally:
-            remove_tree(staging)
 
     def _compose(
         self,

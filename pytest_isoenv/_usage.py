@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 try:
@@ -58,6 +59,29 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
     mine = os.fstat(fd)
     return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+@contextlib.contextmanager
+def holding(path: Path) -> Iterator[None]:
+    """Mark ``path`` in use for the block only (a staging dir): ``try_exclusive`` fails meanwhile.
+
+    The lock is taken before the block makes ``path`` and its file removed after the block
+    removed it, so a process that finds ``path`` and gets ``try_exclusive`` knows that whoever
+    made it is gone (killed, say) and may delete it.
+    """
+    lock = inuse_file(path)
+    fd = None
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
 
 
 def release_all() -> None:
