@@ -42,7 +42,6 @@ LEFTOVER_AGE = 3600.0
 DAY = 86400.0
 _SIZES_FILE = ".dist-sizes.json"
 _BUILDING = (".tmp-", ".trash-")
-_PID = re.compile(r"^\.(?:install|tmp)-(\d+)-")
 _ADDSITEDIR = re.compile(r"addsitedir\(((?:'[^']*')|(?:\"[^\"]*\"))\)")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
@@ -710,24 +709,13 @@ def _remove_leftovers(
             old = everything or leftover.age > LEFTOVER_AGE
             if not (old and holds.take(leftover.env)):
                 continue
-        elif leftover.age <= LEFTOVER_AGE or _pid_alive(leftover.path.name):
-            continue
+        elif (leftover.age <= LEFTOVER_AGE and not everything) or not holds.take(leftover.path):
+            continue  # a staging dir of the store: its builder holds it while it lives
+        else:
+            holds.gone.add(leftover.path)
         remove_tree(leftover.path)
         inventory.leftovers.remove(leftover)
         report.removed.append(Removed("leftover", leftover.path.name, leftover.size))
-
-
-def _pid_alive(name: str) -> bool:
-    found = _PID.match(name)
-    if found is None:
-        return False
-    try:
-        os.kill(int(found.group(1)), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True
-    return True
 
 
 def _remove_stale_files(inventory: Inventory, remaining: list[CachedEnv], holds: _Holds) -> None:
