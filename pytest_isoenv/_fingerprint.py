@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import struct
 import sys
 import time
@@ -44,7 +45,7 @@ def full_fingerprint(root: Path) -> str:
                 continue
             path = os.path.join(directory, name)
             info = os.lstat(path)
-            target = os.readlink(path) if os.path.islink(path) else ""
+            target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""
             line = f"F {rel}/{name} {info.st_size} {info.st_mtime_ns} {target}\n"
             hasher.update(line.encode("utf-8", "surrogateescape"))
     return hasher.hexdigest()
