@@ -86,8 +86,9 @@ def _mkdirs(root: Path, leaves: Sequence[Path]) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(root)
     for leaf in leaves:
-        for directory in [*reversed(leaf.relative_to(root).parents[:-1]), leaf.relative_to(root)]:
-            path = root / directory
+        path = root
+        for part in leaf.relative_to(root).parts:
+            path = path / part
             if path not in made:
                 os.mkdir(path)
                 made.add(path)
