@@ -31,7 +31,7 @@ from ._derived import DerivedEnv
 from ._dists import DistStore, Entry, entries_json
 from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
-from ._fingerprint import DirectorySnapshot
+from ._guard import Guard
 from ._interpreter import Interpreter
 from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_project_names
 from ._settings import CACHE, SESSION, Settings
@@ -67,7 +67,7 @@ class IsoenvSession:
     _base_error: str | None = None
     _layers: dict[tuple[RequirementLine, ...], SharedEnv | None] = field(default_factory=dict)
     _layer_errors: dict[tuple[RequirementLine, ...], str] = field(default_factory=dict)
-    _snapshots: dict[Path, DirectorySnapshot] = field(default_factory=dict)
+    _guard: Guard = field(default_factory=Guard)
     _factory: EnvFactory | None = None
     _dists: DistStore | None = None
     _tools: dict[Path, Entry | None] = field(default_factory=dict)
@@ -681,43 +681,14 @@ class IsoenvSession:
 
     def watch(self, envs: Sequence[SharedEnv | None]) -> None:
         """Remember shared envs a test reads, to check after it that none changed."""
-        for shared in envs:
-            if shared is not None and shared.path not in self._snapshots:
-                roots = [shared.site_packages, shared.bin]
-                for entry in shared.entries:
-                    roots += [entry.site, entry.bin]
-                self._snapshots[shared.path] = DirectorySnapshot.take(roots)
+        self._guard.watch(envs)
 
     def check_shared(self, envs: Sequence[SharedEnv | None]) -> None:
-        """Raise ``SharedEnvModified`` (after undoing what can be undone) if a test changed one."""
-        problems: list[str] = []
-        for shared in envs:
-            if shared is None:
-                continue
-            snapshot = self._snapshots.get(shared.path)
-            if snapshot is None:
-                continue
-            changes = snapshot.changes()
-            if not changes:
-                continue
-            if shared.external:  # a venv of yours: reported, never touched
-                snapshot = DirectorySnapshot.take(snapshot.roots)
-                self._snapshots[shared.path] = snapshot
-                problems.append(
-                    f"the test changed {shared.describe()} (left as it is):\n  "
-                    + "\n  ".join(changes[:20])
-                )
-                continue
-            restored = snapshot.undo_additions()
-            del self._snapshots[shared.path]
-            if not restored:
-                self._damaged(shared, changes)
-            fate = "undone" if restored else "it will be rebuilt"
-            kind = "base env" if shared.kind == "base" else "layer"
-            problems.append(
-                f"the test changed the shared {kind} {shared.path} ({fate}):\n  "
-                + "\n  ".join(changes[:20])
-            )
+        """Raise ``SharedEnvModified`` if a test changed a shared env, after undoing what can
+        be undone and rebuilding (beside, then swapped in) what cannot."""
+        problems, damaged = self._guard.check(envs)
+        for shared, changes in damaged:
+            self._damaged(shared, changes)
         if problems:
             raise SharedEnvModified("\n".join(problems))
 
