@@ -8,13 +8,10 @@ uv installs only what is not stored yet, into a staging prefix that is split int
 
 from __future__ import annotations
 
-import contextlib
-import ensurepip
 import functools
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +25,26 @@ from packaging.version import InvalidVersion, Version
 from . import _interpreter, _usage
 from ._compose import Source, link_sources, mirror_bytecode, site_sources
 from ._derived import DerivedEnv
-from ._dists import DistStore, Entry, entries_json
+from ._dists import Entry, entries_json
 from ._env_factory import EnvFactory
 from ._errors import BaseBuildError, InstallError, IsoenvError, SharedEnvModified
 from ._guard import Guard
+from ._installer import Installer, exact_requirements, is_direct
 from ._interpreter import Interpreter
 from ._requirements import PEP508, RequirementLine, digest, lines_digest, local_project_names
 from ._settings import CACHE, SESSION, Settings
-from ._shared_env import SharedEnv, broken_by, installed_packages, verify_venv
+from ._shared_env import SharedEnv, installed_packages, verify_venv
 from ._store import FORMAT_VERSION, Published, Store, secure_directory
 from ._swap import make_read_only, remove_tree
-from ._uv import Change, Uv, install_settings
-from ._venv import Script, bin_dir, create_venv, read_scripts, write_scripts
+from ._uv import Change
+from ._venv import (
+    Script,
+    bin_dir,
+    create_venv,
+    make_scripts_relocatable,
+    read_scripts,
+    write_scripts,
+)
 
 
 @dataclass
@@ -62,32 +67,27 @@ class IsoenvSession:
     events: list[Event] = field(default_factory=list)
     #: Shared envs published before this time are built again (``--isoenv-rebuild``).
     stale_before: float | None = None
-    _uv: Uv | None = None
     _base: SharedEnv | None = None
     _base_error: str | None = None
     _layers: dict[tuple[RequirementLine, ...], SharedEnv | None] = field(default_factory=dict)
     _layer_errors: dict[tuple[RequirementLine, ...], str] = field(default_factory=dict)
     _guard: Guard = field(default_factory=Guard)
     _factory: EnvFactory | None = None
-    _dists: DistStore | None = None
-    _tools: dict[Path, Entry | None] = field(default_factory=dict)
     _mirrored: set[Path] = field(default_factory=set)
     _makers: dict[Path, Callable[[Path], None]] = field(default_factory=dict)
     _links: dict[Path, list[Path]] = field(default_factory=dict)  # view -> its envs' links
-    # A user's venv (--isoenv-base=PATH) -> the view of it uv is pointed at instead.
-    _uv_views: dict[Path, Path] = field(default_factory=dict)
 
     # -- what every env is built from ---------------------------------------------------
 
-    @property
-    def uv(self) -> Uv:
-        if self._uv is None:
-            self._uv = Uv(
-                cwd=self.settings.rootdir,
-                no_index=self.settings.no_index,
-                refresh=self.settings.refresh,
-            )
-        return self._uv
+    @functools.cached_property
+    def installer(self) -> Installer:
+        """The session's way to uv and to the store of distributions."""
+        return Installer(
+            self.settings,
+            self.session_dir,
+            self.store_root,
+            reuse_plans=self.stale_before is None,
+        )
 
     @property
     def interpreter(self) -> Interpreter:
@@ -122,30 +122,8 @@ class IsoenvSession:
         """The ``sys.pycache_prefix`` of every env: bytecode never lands in a shared env."""
         return self.store_root / "pycache"
 
-    @property
-    def dists(self) -> DistStore:
-        if self._dists is None:
-            self._dists = DistStore(self.store_root / "dists")
-        return self._dists
-
     def _store(self, kind: str) -> Store:
         return Store(self.root / kind)
-
-    def _settings_digest(self, interpreter: Interpreter) -> str:
-        """What decides which file a registry distribution ``name==version`` is."""
-        identity = interpreter.identity()
-        return digest(
-            [
-                json.dumps(
-                    {
-                        k: identity[k]
-                        for k in ("executable", "version", "implementation", "platform")
-                    },
-                    sort_keys=True,
-                ),
-                json.dumps(install_settings(os.environ, self.settings.no_index), sort_keys=True),
-            ]
-        )
 
     def _publish(
         self,
@@ -166,7 +144,7 @@ class IsoenvSession:
                 return problem
             found = []
             for item in manifest.get("entries", ()):
-                entry = self.dists.load(str(item["dir"]))
+                entry = self.installer.dists.load(str(item["dir"]))
                 if entry is None:
                     return f"its stored distribution {item['dir']} is missing or changed"
                 found.append(entry)
@@ -200,36 +178,6 @@ class IsoenvSession:
             mirror_bytecode(env.site_packages, self.pycache)
             self._mirrored.add(env.path)
         return env, published
-
-    def _install_entries(
-        self,
-        interpreter: Interpreter,
-        args: Sequence[str],
-        *,
-        no_deps: bool,
-        settings: str | None = None,
-        index_direct: bool = False,
-        rebuild: Sequence[str] = (),
-    ) -> list[Entry]:
-        """Install ``args`` into a staging prefix and store what landed there, one entry each.
-
-        ``rebuild`` names local projects uv must build again (its cache keys their builds by
-        ``pyproject.toml`` mtimes, so it could serve an old build of an edited source).
-        """
-        if not args:
-            return []
-        with self.dists.staging("install") as staging:  # swept if this process is killed
-            create_venv(staging, interpreter)
-            python, prefix = self._uv_target(staging, interpreter)
-            self.uv.install(python, args, prefix=prefix, no_deps=no_deps, rebuild=rebuild)
-            return self.dists.add_install(
-                staging,
-                interpreter.purelib,
-                interpreter.scripts,
-                interpreter.cache_tag + interpreter.platform,
-                settings or self._settings_digest(interpreter),
-                index_direct=index_direct,
-            )
 
     def _compose(
         self,
@@ -267,85 +215,16 @@ class IsoenvSession:
         parts = [
             "base",
             str(FORMAT_VERSION),
-            self._settings_digest(self.interpreter),
+            self.installer.settings_digest(self.interpreter),
             lines_digest(self.settings.requires),
         ]
         if self.settings.refresh and self.settings.requires:  # what they resolve to today
             resolved = sorted(
-                (c.name, c.version or "") for c in self._resolve(self.settings.requires)
+                (c.name, c.version or "")
+                for c in self.installer.resolve(self.interpreter, self.settings.requires)
             )
             parts.append(json.dumps(resolved))
         return digest(parts)
-
-    def _resolve(self, lines: Sequence[RequirementLine], *, rebuild: bool = True) -> list[Change]:
-        """What ``lines`` resolve to on their own (uv, against an empty env)."""
-        if not lines:
-            return []
-        empty = self.session_dir / f"resolve-{uuid.uuid4().hex[:8]}"
-        try:
-            create_venv(empty, self.interpreter)
-            python, prefix = self._uv_target(empty, self.interpreter)
-            names = local_project_names(lines) if rebuild else []
-            return self.uv.plan(python, _args(lines), prefix=prefix, rebuild=names)
-        finally:
-            remove_tree(empty)
-
-    def _planned(self, key: str, plan: Callable[[], list[Change]]) -> tuple[list[Change], bool]:
-        """The plan of the env ``key`` names (its content digest), and whether it is new.
-
-        Plans are kept in the store: a session base or layer made again (every session, in
-        session mode) asks uv nothing when its distributions are stored. The key covers every
-        input, local projects' content included; ``--isoenv-refresh`` plans afresh.
-        """
-        path = self.store_root / "plans" / f"{key}.json"
-        if not self.settings.refresh and self.stale_before is None:
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                return [Change(name, version) for name, version in data], False
-            except (OSError, ValueError, TypeError):
-                pass
-        changes = plan()
-        with contextlib.suppress(OSError):  # a plan not kept is asked for again next time
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text(json.dumps([[c.name, c.version] for c in changes]), "utf-8")
-            os.replace(tmp, path)
-        return changes, True
-
-    def _stored(
-        self,
-        interpreter: Interpreter,
-        changes: Sequence[Change],
-        lines: Sequence[RequirementLine],
-        *,
-        rebuild: bool,
-    ) -> list[Entry]:
-        """The entries of ``changes``: stored ones as they are, the others installed now.
-
-        ``rebuild``: the local projects among ``lines`` are new to this key, so uv builds them
-        again rather than trust its cache of their builds.
-        """
-        settings = self._settings_digest(interpreter)
-        direct = _direct_names(lines)
-        stored: list[Entry] = []
-        missing: list[Change] = []
-        for change in changes:
-            found = (
-                self.dists.lookup(change.name, change.version, settings)
-                if change.version and canonicalize_name(change.name) not in direct
-                else None
-            )
-            if found is not None:
-                stored.append(found)
-            else:
-                missing.append(change)
-        installed = self._install_entries(
-            interpreter,
-            _exact_requirements(missing, lines),
-            no_deps=True,
-            rebuild=local_project_names(lines) if rebuild else (),
-        )
-        return stored + installed
 
     def _published_base(self, *, damaged_since: float | None = None) -> SharedEnv:
         interpreter = self.interpreter
@@ -353,8 +232,10 @@ class IsoenvSession:
         key = self.base_key()
 
         def build(staging: Path) -> dict[str, Any]:
-            changes, fresh = self._planned(key, lambda: self._resolve(requires))
-            entries = self._stored(interpreter, changes, requires, rebuild=fresh)
+            changes, fresh = self.installer.planned(
+                key, lambda: self.installer.resolve(interpreter, requires)
+            )
+            entries = self.installer.stored(interpreter, changes, requires, rebuild=fresh)
             self._compose(staging, interpreter, _sources(entries), _scripts(entries))
             manifest = _manifest("base", interpreter, requires)
             manifest["entries"] = entries_json(entries)
@@ -403,7 +284,9 @@ class IsoenvSession:
                 f"--isoenv-base={path} is used read-only but lacks what isoenv_requires asks "
                 f"for: {wanted}"
             )
-        self._uv_views[path] = uv_view(path, self.session_dir / "user-venv-view", interpreter)
+        self.installer.uv_views[path] = uv_view(
+            path, self.session_dir / "user-venv-view", interpreter
+        )
         self.events.append(
             Event(
                 "base",
@@ -458,8 +341,8 @@ class IsoenvSession:
             if changes is not None:
                 planned, fresh = changes, True
             else:
-                planned, fresh = self._planned(key, lambda: self._plan_layer(base, lines))
-            own = self._stored(interpreter, planned, lines, rebuild=fresh)
+                planned, fresh = self.installer.planned(key, lambda: self._plan_layer(base, lines))
+            own = self.installer.stored(interpreter, planned, lines, rebuild=fresh)
             names = {entry.name for entry in own}
             kept = [source for source in self._base_sources(base) if source.dist not in names]
             replaced = {entry.name for entry in base.entries if entry.name in names}
@@ -500,7 +383,7 @@ class IsoenvSession:
         """
         together = _overridden(self.settings.requires, lines)
         try:
-            return self._plan(base, together, new=lines)
+            return self.installer.plan(base, together, new=lines)
         except InstallError as error:
             if not self.settings.requires:
                 raise
@@ -513,81 +396,7 @@ class IsoenvSession:
                 "marker asks, whatever isoenv_requires says of it)",
             ) from None
 
-    @staticmethod
-    def _uv_target(root: Path, interpreter: Interpreter) -> tuple[Path, Path | None]:
-        """How to point uv at the env at ``root``: its real interpreter and ``--prefix``.
-
-        uv inspects every interpreter path it has not seen (~50 ms); env paths are new all the
-        time, the real interpreter's path is not. Where ``--prefix`` would not land in the
-        env's site-packages (a distribution's own scheme), the env's python is used.
-        """
-        if interpreter.prefix_purelib == interpreter.purelib:
-            return interpreter.executable, root
-        return bin_dir(root, interpreter) / "python", None
-
-    def _plan(
-        self,
-        view: SharedEnv,
-        lines: Sequence[RequirementLine],
-        extra: Sequence[Path] = (),
-        *,
-        new: Sequence[RequirementLine] = (),
-    ) -> list[Change]:
-        """What ``view`` (with the site-packages in ``extra``) lacks for ``lines``.
-
-        Versions the env already has are kept by uv. uv lists local projects as changes even
-        when installed: a version already visible is no change. A change that breaks a
-        requirement of a distribution that stays is a conflict.
-        """
-        root = self._uv_views.get(view.path, view.path)  # never uv in a user's venv
-        python, prefix = self._uv_target(root, view.interpreter)
-        # The local projects ``new`` asks for are built again (uv's cache may hold an old
-        # build of their source); the ones the view holds already were built for it.
-        changes = self.uv.plan(
-            python, _args(lines), prefix=prefix, rebuild=local_project_names(new)
-        )
-        visible = installed_packages([*extra, view.site_packages])
-        changes = [
-            c
-            for c in changes
-            if ((c.name not in visible) if c.version is None else visible.get(c.name) != c.version)
-        ]
-        versions = {c.name: c.version for c in changes if c.version}
-        problems = broken_by(versions, [view], [c.name for c in changes])
-        if problems:
-            raise InstallError([str(line) for line in lines], "\n".join(problems))
-        return changes
-
     # -- derived envs --------------------------------------------------------------------
-
-    def _tool_entry(self, interpreter: Interpreter) -> Entry | None:
-        """pip, for every derived env: from the interpreter's own bundled wheel if it has one
-        (Debian's keeps it in ``/usr/share/python-wheels``), else from uv's cache or the index.
-        """
-        if interpreter.executable in self._tools:
-            return self._tools[interpreter.executable]
-        entry = None
-        if interpreter == _interpreter.current():
-            bundled = Path(ensurepip.__file__).parent / "_bundled"
-            wheels = sorted(bundled.glob("pip-*.whl")) or sorted(
-                Path("/usr/share/python-wheels").glob("pip-*.whl")
-            )
-            settings = f"bundled-{interpreter.cache_tag}"
-            if wheels:
-                version = wheels[-1].name.split("-")[1]
-                entry = self.dists.lookup("pip", version, settings)
-            with contextlib.suppress(InstallError):  # no pip: `pip` says so in the env
-                if entry is None:
-                    found = self._install_entries(
-                        interpreter,
-                        [str(wheels[-1])] if wheels else ["pip"],
-                        no_deps=True,
-                        settings=settings,
-                        index_direct=True,
-                    )
-                    entry = found[0] if found else None
-        self._tools[interpreter.executable] = entry
-        return entry
 
     def derived(self, lines: tuple[RequirementLine, ...]) -> DerivedEnv:
         """A fresh derived env for one test; give it back with ``release``."""
@@ -609,7 +418,7 @@ class IsoenvSession:
             rootdir=self.settings.rootdir,
             installer=self.install_into,
             release=self._factory.give_back,
-            uv=lambda: self.uv.binary,
+            uv=lambda: self.installer.uv.binary,
         )
 
     def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
@@ -619,7 +428,7 @@ class IsoenvSession:
             return found
         tool = None
         if "pip" not in installed_packages([view.site_packages]):
-            tool = self._tool_entry(view.interpreter)
+            tool = self.installer.tool_entry(view.interpreter)
         links = [view.site_packages] + ([tool.site] if tool is not None else [])
         scripts = [*(read_scripts(tool.bin) if tool is not None else []), *view.scripts]
         interpreter, pycache = view.interpreter, self.pycache
@@ -638,7 +447,9 @@ class IsoenvSession:
 
         view = env.layer or env.base
         links = self._links.get(view.path, [view.site_packages])
-        keep_env(env, dest, nodeid, links=links, pycache=self.pycache, dists=self.dists.root)
+        keep_env(
+            env, dest, nodeid, links=links, pycache=self.pycache, dists=self.installer.dists.root
+        )
 
     def close(self) -> None:
         """Delete every derived env this process made; let go of the shared envs."""
@@ -659,15 +470,15 @@ class IsoenvSession:
             _overridden(self.settings.requires, env.marker_lines),
             [*env.installed_lines, *lines],
         )
-        missing = self._plan(view, asked, [env.site_packages], new=lines)
-        args = _exact_requirements(missing, lines)
+        missing = self.installer.plan(view, asked, [env.site_packages], new=lines)
+        args = exact_requirements(missing, lines)
         if args:
-            python, prefix = self._uv_target(env.path, env.base.interpreter)
+            python, prefix = self.installer.uv_target(env.path, env.base.interpreter)
             names = local_project_names(lines)
-            self.uv.install(python, args, prefix=prefix, no_deps=True, rebuild=names)
-            _relocatable(env.bin)
+            self.installer.uv.install(python, args, prefix=prefix, no_deps=True, rebuild=names)
+            make_scripts_relocatable(env.bin)
         added = [f"{c.name}=={c.version}" for c in missing if c.version]
-        added += [str(line) for line in lines if _is_direct(line)]
+        added += [str(line) for line in lines if is_direct(line)]
         self.events.append(
             Event(
                 "install",
@@ -700,7 +511,7 @@ class IsoenvSession:
         """
         for entry in shared.entries:
             if any(str(entry.path) in line for line in changes):
-                self.dists.mark_damaged(entry.path)
+                self.installer.dists.mark_damaged(entry.path)
         # Rebuilt unless another process (a worker that saw the same damage) has meanwhile.
         since = time.time()
         if shared.kind == "base":
@@ -740,12 +551,6 @@ def _scripts(entries: Sequence[Entry]) -> list[Script]:
     return [script for entry in entries for script in read_scripts(entry.bin)]
 
 
-def _relocatable(scripts_dir: Path) -> None:
-    from ._venv import make_scripts_relocatable  # noqa: PLC0415
-
-    make_scripts_relocatable(scripts_dir)
-
-
 def _satisfied(base: SharedEnv, lines: Sequence[RequirementLine]) -> bool:
     """The base already holds what ``lines`` ask for (by name and version): no uv needed."""
     for line in lines:
@@ -773,38 +578,3 @@ def _overridden(
     """
     named = {line.name for line in wins if line.name is not None}
     return [*(line for line in lines if line.name is None or line.name not in named), *wins]
-
-
-def _direct_names(lines: Sequence[RequirementLine]) -> set[str]:
-    return {
-        canonicalize_name(Requirement(line.value).name)
-        for line in lines
-        if line.kind == PEP508 and Requirement(line.value).url is not None
-    }
-
-
-def _exact_requirements(changes: Sequence[Change], lines: Sequence[RequirementLine]) -> list[str]:
-    """uv arguments installing exactly ``changes`` (with --no-deps).
-
-    Registry packages are pinned to the resolved version; projects asked for by path or URL
-    are passed as asked, since the index cannot serve them.
-    """
-    if not changes:
-        return []
-    args: list[str] = []
-    direct: set[str] = set()
-    for line in lines:
-        if not _is_direct(line):
-            continue
-        args += line.uv_args()
-        if line.kind == PEP508:
-            direct.add(canonicalize_name(Requirement(line.value).name))
-    for change in changes:
-        if change.version is not None and canonicalize_name(change.name) not in direct:
-            args.append(f"{change.name}=={change.version}")
-    return args
-
-
-def _is_direct(line: RequirementLine) -> bool:
-    """A line the index cannot serve by name and version: a path, a file, a URL."""
-    return line.kind != PEP508 or Requirement(line.value).url is not None
