@@ -176,7 +176,6 @@ class Uv:
         *,
         prefix: Path | None = None,
         no_deps: bool = False,
-        compile_bytecode: bool = False,
         rebuild: Sequence[str] = (),
     ) -> None:
         """Install into the env of ``python`` (or under ``prefix``, resolving for ``python``).
@@ -194,8 +193,6 @@ class Uv:
             args += ["--prefix", str(prefix)]
         if no_deps:
             args.append("--no-deps")
-        if compile_bytecode:
-            args.append("--compile-bytecode")
         self._offline_first(args + _rebuild_args(rebuild), requirements)
 
     def plan(

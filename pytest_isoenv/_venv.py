@@ -6,7 +6,6 @@ Writing the layout by hand costs about a quarter of a millisecond, against ~100 
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import os
 import stat
@@ -142,8 +141,3 @@ def make_scripts_relocatable(scripts_dir: Path) -> None:
         target = scripts_dir / script.name
         if target.read_bytes() != script.body:
             target.write_bytes(script.body)
-
-
-def compile_bytecode(directory: Path) -> None:
-    """Byte-compile every module below ``directory`` with the running interpreter."""
-    compileall.compile_dir(str(directory), quiet=2, workers=1)
