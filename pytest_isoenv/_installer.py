@@ -9,7 +9,6 @@ installed. Nothing here knows about tests, views or the guard.
 from __future__ import annotations
 
 import contextlib
-import ensurepip
 import json
 import os
 import uuid
@@ -233,26 +232,25 @@ class Installer:
         """
         if interpreter.executable in self._tools:
             return self._tools[interpreter.executable]
+        bundled = Path(interpreter.stdlib) / "ensurepip" / "_bundled"
+        wheels = sorted(bundled.glob("pip-*.whl"))
+        if not wheels and interpreter == _interpreter.current():
+            wheels = sorted(Path("/usr/share/python-wheels").glob("pip-*.whl"))
+        settings = f"bundled-{interpreter.cache_tag}"
         entry = None
-        if interpreter == _interpreter.current():
-            bundled = Path(ensurepip.__file__).parent / "_bundled"
-            wheels = sorted(bundled.glob("pip-*.whl")) or sorted(
-                Path("/usr/share/python-wheels").glob("pip-*.whl")
-            )
-            settings = f"bundled-{interpreter.cache_tag}"
-            if wheels:
-                version = wheels[-1].name.split("-")[1]
-                entry = self.dists.lookup("pip", version, settings)
-            with contextlib.suppress(InstallError):  # no pip: `pip` says so in the env
-                if entry is None:
-                    found = self.install_entries(
-                        interpreter,
-                        [str(wheels[-1])] if wheels else ["pip"],
-                        no_deps=True,
-                        settings=settings,
-                        index_direct=True,
-                    )
-                    entry = found[0] if found else None
+        if wheels:
+            version = wheels[-1].name.split("-")[1]
+            entry = self.dists.lookup("pip", version, settings)
+        with contextlib.suppress(InstallError):  # no pip: `pip` says so in the env
+            if entry is None:
+                found = self.install_entries(
+                    interpreter,
+                    [str(wheels[-1])] if wheels else ["pip"],
+                    no_deps=True,
+                    settings=settings if wheels else None,
+                    index_direct=bool(wheels),
+                )
+                entry = found[0] if found else None
         self._tools[interpreter.executable] = entry
         return entry
 

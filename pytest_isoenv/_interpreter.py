@@ -39,6 +39,7 @@ FACTS = {
     "purelib": _rel("purelib"),
     "prefix_purelib": _rel("purelib", _default_scheme),
     "scripts": _rel("scripts"),
+    "stdlib": sysconfig.get_path("stdlib"),
     "executable_size": _stat.st_size,
     "executable_mtime_ns": _stat.st_mtime_ns,
 }
@@ -57,6 +58,7 @@ class Interpreter:
     purelib: str
     prefix_purelib: str  # where ``--prefix`` installs put packages (Debian's python differs)
     scripts: str
+    stdlib: str  # where ``ensurepip`` keeps the pip wheel it bundles
     executable_size: int
     executable_mtime_ns: int
 
@@ -94,6 +96,7 @@ def _from_facts(facts: dict[str, Any]) -> Interpreter:
         purelib=facts["purelib"],
         prefix_purelib=facts["prefix_purelib"],
         scripts=facts["scripts"],
+        stdlib=facts["stdlib"],
         executable_size=facts["executable_size"],
         executable_mtime_ns=facts["executable_mtime_ns"],
     )

@@ -8,6 +8,7 @@ uv installs only what is not stored yet, into a staging prefix that is split int
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -46,6 +47,8 @@ from ._venv import (
     write_scripts,
 )
 
+_LayerKey = tuple[Path, tuple[RequirementLine, ...]]  # (interpreter executable, lines)
+
 
 @dataclass
 class Event:
@@ -55,6 +58,11 @@ class Event:
     text: str
     verb: str = ""  # "built", "reused" or "used" (a venv of yours) for a base or a layer
     seconds: float = 0.0
+    which: str = ""  # a base's interpreter: bases are counted once per interpreter
+
+    def work(self) -> list[Any]:
+        """The summary's count of this (``_summary.Work``)."""
+        return [self.kind, self.verb, self.seconds, self.which]
 
 
 @dataclass
@@ -67,10 +75,11 @@ class IsoenvSession:
     events: list[Event] = field(default_factory=list)
     #: Shared envs published before this time are built again (``--isoenv-rebuild``).
     stale_before: float | None = None
-    _base: SharedEnv | None = None
-    _base_error: str | None = None
-    _layers: dict[tuple[RequirementLine, ...], SharedEnv | None] = field(default_factory=dict)
-    _layer_errors: dict[tuple[RequirementLine, ...], str] = field(default_factory=dict)
+    _bases: dict[Path, SharedEnv] = field(default_factory=dict)  # by interpreter executable
+    _base_errors: dict[Path, str] = field(default_factory=dict)
+    _layers: dict[_LayerKey, SharedEnv | None] = field(default_factory=dict)
+    _layer_errors: dict[_LayerKey, str] = field(default_factory=dict)
+    _found: dict[str, Interpreter | None] = field(default_factory=dict)  # spec -> interpreter
     _guard: Guard = field(default_factory=Guard)
     _factory: EnvFactory | None = None
     _mirrored: set[Path] = field(default_factory=set)
@@ -91,9 +100,25 @@ class IsoenvSession:
 
     @property
     def interpreter(self) -> Interpreter:
+        """The interpreter of envs no ``python=`` names: pytest's, or the user's base venv's."""
         if self.settings.base in (SESSION, CACHE):
             return _interpreter.current()
         return _interpreter.inspect(Path(self.settings.base) / "bin" / "python")
+
+    def find_interpreter(self, spec: str) -> Interpreter | None:
+        """The interpreter ``spec`` names (``"3.12"``, a path), None when none is installed.
+
+        Raise ``IsoenvError`` for one that is found but cannot be served.
+        """
+        if spec not in self._found:
+            from ._discovery import find  # noqa: PLC0415 - only for tests naming one
+
+            cache = None
+            with contextlib.suppress(IsoenvError):
+                cache = secure_directory(self.settings.cache_dir) / "interpreters"
+            executable = find(spec, self.settings.rootdir, cache)
+            self._found[spec] = None if executable is None else _interpreter.inspect(executable)
+        return self._found[spec]
 
     @property
     def root(self) -> Path:
@@ -195,41 +220,56 @@ class IsoenvSession:
 
     # -- the base ------------------------------------------------------------------------
 
-    def base(self) -> SharedEnv:
-        """The base env: built or reused on first call, then kept for the session."""
-        if self._base is not None:
-            return self._base
-        if self._base_error is not None:
-            raise BaseBuildError(self._base_error)
+    def base(self, interpreter: Interpreter | None = None) -> SharedEnv:
+        """The base env on ``interpreter`` (default: :attr:`interpreter`): built or reused
+        on first call, then kept for the session."""
+        which = Path() if interpreter is None else interpreter.executable  # Path(): default
+        found = self._bases.get(which)
+        if found is not None:
+            return found
+        error_text = self._base_errors.get(which)
+        if error_text is not None:
+            raise BaseBuildError(error_text)
+        on = "" if interpreter is None else f" on {interpreter}"
         try:
+            interpreter = interpreter or self.interpreter
             if self.settings.base in (SESSION, CACHE):
-                self._base = self._published_base()
+                base = self._published_base(interpreter)
+            elif interpreter == self.interpreter:
+                base = self._existing_base(Path(self.settings.base))
             else:
-                self._base = self._existing_base(Path(self.settings.base))
+                raise IsoenvError(
+                    f"--isoenv-base={self.settings.base} is a venv of {self.interpreter}; "
+                    f"an env on {interpreter} needs --isoenv-base=session or cache"
+                )
         except (IsoenvError, OSError) as error:
-            self._base_error = f"the isoenv base env could not be prepared: {error}"
-            raise BaseBuildError(self._base_error) from None
-        return self._base
+            error_text = f"the isoenv base env{on} could not be prepared: {error}"
+            self._base_errors[which] = error_text
+            raise BaseBuildError(error_text) from None
+        self._bases[which] = base
+        return base
 
-    def base_key(self) -> str:
+    def base_key(self, interpreter: Interpreter | None = None) -> str:
+        interpreter = interpreter or self.interpreter
         parts = [
             "base",
             str(FORMAT_VERSION),
-            self.installer.settings_digest(self.interpreter),
+            self.installer.settings_digest(interpreter),
             lines_digest(self.settings.requires),
         ]
         if self.settings.refresh and self.settings.requires:  # what they resolve to today
             resolved = sorted(
                 (c.name, c.version or "")
-                for c in self.installer.resolve(self.interpreter, self.settings.requires)
+                for c in self.installer.resolve(interpreter, self.settings.requires)
             )
             parts.append(json.dumps(resolved))
         return digest(parts)
 
-    def _published_base(self, *, damaged_since: float | None = None) -> SharedEnv:
-        interpreter = self.interpreter
+    def _published_base(
+        self, interpreter: Interpreter, *, damaged_since: float | None = None
+    ) -> SharedEnv:
         requires = self.settings.requires
-        key = self.base_key()
+        key = self.base_key(interpreter)
 
         def build(staging: Path) -> dict[str, Any]:
             changes, fresh = self.installer.planned(
@@ -257,6 +297,7 @@ class IsoenvSession:
                 ),
                 verb,
                 published.seconds,
+                str(interpreter.executable),
             )
         )
         return base
@@ -295,6 +336,7 @@ class IsoenvSession:
                     f"{interpreter.version_text}, {len(base.packages)} packages)"
                 ),
                 "used",
+                which=str(interpreter.executable),
             )
         )
         return base
@@ -306,27 +348,34 @@ class IsoenvSession:
 
     # -- layers --------------------------------------------------------------------------
 
-    def layer(self, lines: tuple[RequirementLine, ...]) -> SharedEnv | None:
-        """The shared layer holding what the base lacks for ``lines`` (None when nothing)."""
+    def layer(
+        self, lines: tuple[RequirementLine, ...], interpreter: Interpreter | None = None
+    ) -> SharedEnv | None:
+        """The shared layer holding what the base (on ``interpreter``) lacks for ``lines``
+        (None when nothing)."""
         if not lines:
             return None
-        lines = tuple(sorted(lines))
-        if lines in self._layers:
-            return self._layers[lines]
-        if lines in self._layer_errors:
-            raise InstallError([str(line) for line in lines], self._layer_errors[lines])
+        base = self.base(interpreter)
+        key = (base.interpreter.executable, tuple(sorted(lines)))
+        if key in self._layers:
+            return self._layers[key]
+        if key in self._layer_errors:
+            raise InstallError([str(line) for line in lines], self._layer_errors[key])
         try:
-            layer = None if _satisfied(self.base(), lines) else self._published_layer(lines)
+            layer = None if _satisfied(base, lines) else self._published_layer(key[1], base)
         except InstallError as error:
-            self._layer_errors[lines] = error.output
+            self._layer_errors[key] = error.output
             raise
-        self._layers[lines] = layer
+        self._layers[key] = layer
         return layer
 
     def _published_layer(
-        self, lines: tuple[RequirementLine, ...], *, damaged_since: float | None = None
+        self,
+        lines: tuple[RequirementLine, ...],
+        base: SharedEnv,
+        *,
+        damaged_since: float | None = None,
     ) -> SharedEnv | None:
-        base = self.base()
         wanted = [str(line) for line in lines]
         parts = ["layer", base.key, lines_digest(lines)]
         changes: list[Change] | None = None
@@ -398,10 +447,13 @@ class IsoenvSession:
 
     # -- derived envs --------------------------------------------------------------------
 
-    def derived(self, lines: tuple[RequirementLine, ...]) -> DerivedEnv:
-        """A fresh derived env for one test; give it back with ``release``."""
-        base = self.base()
-        layer = self.layer(lines)
+    def derived(
+        self, lines: tuple[RequirementLine, ...], interpreter: Interpreter | None = None
+    ) -> DerivedEnv:
+        """A fresh derived env for one test, on ``interpreter`` (default: :attr:`interpreter`);
+        give it back with ``release``."""
+        base = self.base(interpreter)
+        layer = self.layer(lines, interpreter)
         view = layer or base
         if self._factory is None:
             pycache = self.pycache
@@ -514,12 +566,17 @@ class IsoenvSession:
                 self.installer.dists.mark_damaged(entry.path)
         # Rebuilt unless another process (a worker that saw the same damage) has meanwhile.
         since = time.time()
+        interpreter = shared.interpreter
         if shared.kind == "base":
-            self._base = self._published_base(damaged_since=since)
+            base = self._published_base(interpreter, damaged_since=since)
+            for which, old in list(self._bases.items()):
+                if old is shared:
+                    self._bases[which] = base
             return
-        for lines, layer in list(self._layers.items()):
+        for key, layer in list(self._layers.items()):
             if layer is shared:
-                self._layers[lines] = self._published_layer(lines, damaged_since=since)
+                base = self.base(interpreter)
+                self._layers[key] = self._published_layer(key[1], base, damaged_since=since)
 
 
 def remove_session_files(settings: Settings, session_dir: Path) -> None:

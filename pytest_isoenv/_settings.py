@@ -37,6 +37,15 @@ PRUNE_AFTER_HELP = (
     "envs and distributions no session used for this many days (0: never)."
 )
 
+PYTHON_HELP = (
+    "The interpreter of every env test without its own python=: a spec ('3.12', "
+    "'cpython3.11', 'pypy3.10', a path); a comma list runs each such test once per "
+    "interpreter. Default: the interpreter running pytest."
+)
+PYTHON_MISSING_HELP = (
+    "What a test whose interpreter is not installed gets: 'skip' (the default) or 'error'."
+)
+
 KEEP_HELP = (
     "Keep the derived envs of failed tests ('failed') or of every test ('all') after the "
     "session, under the cache dir's kept/, to debug in; default 'none'."
@@ -45,6 +54,7 @@ KEEP_HELP = (
 SESSION, CACHE = "session", "cache"
 KEEP_NONE, KEEP_FAILED, KEEP_ALL = "none", "failed", "all"
 _KEEP_MODES = (KEEP_NONE, KEEP_FAILED, KEEP_ALL)
+SKIP, ERROR = "skip", "error"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,10 @@ class Settings:
     keep: str = KEEP_NONE  # KEEP_NONE, KEEP_FAILED or KEEP_ALL
     #: Days after which unused cached envs are pruned at the end of a session (0: never).
     prune_after: float = 30.0
+    #: The interpreter specs of env tests without ``python=`` (empty: pytest's own).
+    python: tuple[str, ...] = ()
+    #: SKIP or ERROR: what a test whose interpreter is not installed gets.
+    python_missing: str = SKIP
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -96,6 +110,15 @@ def add_options(parser: pytest.Parser) -> None:
         help=REBUILD_HELP,
     )
     group.addoption("--isoenv-keep", dest="isoenv_keep", metavar="none|failed|all", help=KEEP_HELP)
+    group.addoption(
+        "--isoenv-python", dest="isoenv_python", metavar="SPEC[,SPEC...]", help=PYTHON_HELP
+    )
+    group.addoption(
+        "--isoenv-python-missing",
+        dest="isoenv_python_missing",
+        metavar="skip|error",
+        help=PYTHON_MISSING_HELP,
+    )
     parser.addini("isoenv_requires", REQUIRES_HELP, type="linelist", default=[])
     parser.addini("isoenv_base", BASE_HELP, default=SESSION)
     parser.addini("isoenv_cache_dir", CACHE_DIR_HELP, default="")
@@ -104,6 +127,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("isoenv_rebuild", REBUILD_HELP, type="bool", default=False)
     parser.addini("isoenv_keep", KEEP_HELP, default=KEEP_NONE)
     parser.addini("isoenv_prune_after", PRUNE_AFTER_HELP, default="30")
+    parser.addini("isoenv_python", PYTHON_HELP, default="")
+    parser.addini("isoenv_python_missing", PYTHON_MISSING_HELP, default=SKIP)
 
 
 def default_cache_dir() -> Path:
@@ -142,6 +167,42 @@ def keep_mode(config: pytest.Config) -> str:
                 raise pytest.UsageError(f"{source}{value}: not one of {', '.join(_KEEP_MODES)}")
             return mode
     return KEEP_NONE
+
+
+def default_pythons(config: pytest.Config) -> tuple[str, ...]:
+    """``--isoenv-python`` (or ``PYTEST_ISOENV_PYTHON``, ``isoenv_python``) as a tuple of
+    specs; ``pytest.UsageError`` for one that is not a spec. Cheap: read at collection."""
+    from ._discovery import check_spec  # noqa: PLC0415 - no third-party import in it
+
+    for source, value in (
+        ("--isoenv-python=", config.getoption("isoenv_python")),
+        ("PYTEST_ISOENV_PYTHON=", os.environ.get("PYTEST_ISOENV_PYTHON")),
+        ("isoenv_python = ", config.getini("isoenv_python")),
+    ):
+        if value and str(value).strip():
+            specs = [part.strip() for part in str(value).split(",")]
+            try:
+                checked = tuple(check_spec(spec) for spec in specs)
+            except ValueError as error:
+                raise pytest.UsageError(f"{source}{value}: {error}") from None
+            if len(set(checked)) != len(checked):
+                raise pytest.UsageError(f"{source}{value}: an interpreter is named twice")
+            return checked
+    return ()
+
+
+def python_missing(config: pytest.Config) -> str:
+    """``--isoenv-python-missing``: SKIP or ERROR; ``pytest.UsageError`` if neither."""
+    for source, value in (
+        ("--isoenv-python-missing=", config.getoption("isoenv_python_missing")),
+        ("isoenv_python_missing = ", config.getini("isoenv_python_missing")),
+    ):
+        if value:
+            mode = str(value).strip().lower()
+            if mode not in (SKIP, ERROR):
+                raise pytest.UsageError(f"{source}{value}: not one of {SKIP}, {ERROR}")
+            return mode
+    return SKIP
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -193,6 +254,8 @@ def resolve(config: pytest.Config) -> Settings:
         rebuild=_flag(config, "isoenv_rebuild", "PYTEST_ISOENV_REBUILD"),
         keep=keep_mode(config),
         prune_after=_prune_after(config),
+        python=default_pythons(config),
+        python_missing=python_missing(config),
     )
 
 

@@ -35,7 +35,7 @@ WORK_ATTRIBUTE = "isoenv_work"
 KEPT_ATTRIBUTE = "isoenv_kept"  # the path a test's env was kept at
 KEEP_ERROR_ATTRIBUTE = "isoenv_keep_error"
 
-Work = Sequence[Any]  # [kind, verb, seconds]: JSON-able, for xdist
+Work = Sequence[Any]  # [kind, verb, seconds, which]: JSON-able, for xdist
 
 
 class SummaryReporter:
@@ -76,6 +76,17 @@ class SummaryReporter:
         if problem:
             self.keep_errors.setdefault(str(problem), None)
 
+    def _base_lines(self) -> list[str]:
+        """A line per base (one per interpreter). Under xdist every worker reports each
+        base; the one that built it tells the story."""
+        bases: dict[str, str] = {}  # the base's path -> its line
+        for _, text in self.lines:
+            if text.startswith("base "):
+                path = text.partition(": ")[2].partition(" (")[0]
+                if path not in bases or bases[path].startswith("base reused"):
+                    bases[path] = text
+        return list(bases.values())
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         # ``verbose`` rather than Config.get_verbosity(), which pytest 7 does not have.
         verbosity = int(self.config.getoption("verbose") or 0)
@@ -85,10 +96,7 @@ class SummaryReporter:
             terminalreporter.write_line(f"isoenv: {problem}")
         if verbosity < -1:  # -qq: nothing else
             return
-        bases = [text for _, text in self.lines if text.startswith("base ")]
-        # Under xdist every worker reports the base; the one that built it tells the story.
-        first_hand = [text for text in bases if not text.startswith("base reused")]
-        for text in dict.fromkeys(first_hand or bases[:1]):
+        for text in self._base_lines():
             terminalreporter.write_line(f"isoenv: {text}")
         counts = count_line(self.work)
         if counts:
@@ -116,13 +124,14 @@ def count_line(work: Iterable[Work]) -> str:
     Layers and installs are summed over every process; the base is one per session, however
     many workers report on it (one built it, the others waited for it and reused it).
     """
-    bases: dict[str, float] = {}
+    bases: dict[str, dict[str, float]] = {}  # interpreter -> verb -> seconds
     layers: dict[str, list[float]] = {"built": [], "reused": []}
     installs: list[float] = []
     derived = 0
-    for kind, verb, seconds in work:
+    for kind, verb, seconds, *which in work:
         if kind == "base":
-            bases[verb] = max(bases.get(verb, 0.0), float(seconds))
+            verbs = bases.setdefault(which[0] if which else "", {})
+            verbs[verb] = max(verbs.get(verb, 0.0), float(seconds))
         elif kind == "layer" and verb in layers:
             layers[verb].append(float(seconds))
         elif kind == "install":
@@ -130,12 +139,18 @@ def count_line(work: Iterable[Work]) -> str:
         elif kind == "derived":
             derived += 1
     parts = []
-    if "built" in bases:
-        parts.append(f"1 base built ({bases['built']:.1f}s)")
-    elif "reused" in bases:
-        parts.append("1 base reused")
-    elif "used" in bases:
-        parts.append("1 base used read-only")
+    # Under xdist one worker built a base and the others reused it: it was built.
+    told = [
+        next(((v, d[v]) for v in ("built", "reused", "used") if v in d), ("", 0.0))
+        for d in bases.values()
+    ]
+    built = [seconds for verb, seconds in told if verb == "built"]
+    if built:
+        parts.append(f"{_plural(len(built), 'base')} built ({sum(built):.1f}s)")
+    for verb, text in (("reused", "reused"), ("used", "used read-only")):
+        count = sum(1 for told_verb, _ in told if told_verb == verb)
+        if count:
+            parts.append(f"{_plural(count, 'base')} {text}")
     # Not "layer built": that is how the per-layer lines read.
     if layers["built"]:
         built = layers["built"]

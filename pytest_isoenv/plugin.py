@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ._session_dir import SessionDir, plan
-from ._settings import CACHE, KEEP_ALL, KEEP_NONE, SETTINGS_KEY, add_options, keep_mode
+from ._settings import (
+    CACHE,
+    KEEP_ALL,
+    KEEP_NONE,
+    SETTINGS_KEY,
+    add_options,
+    default_pythons,
+    keep_mode,
+    python_missing,
+)
 from ._summary import (
     BASE_ERROR_ATTRIBUTE,
     BASE_ERROR_SHORT,
@@ -44,6 +53,7 @@ from ._xdist import (
 
 if TYPE_CHECKING:
     from ._derived import DerivedEnv
+    from ._interpreter import Interpreter
     from ._requirements import RequirementLine
     from ._session import IsoenvSession
     from ._settings import Settings
@@ -51,11 +61,15 @@ if TYPE_CHECKING:
 
 MARKER = "isoenv"
 MARKER_HELP = (
-    "isoenv(requires=[...]): run the test in its own derived env with these extra "
-    "requirements (PEP 508 strings, local paths, '-e PATH', '-r FILE'); markers on the "
-    "module, class, function and pytest.param combine."
+    "isoenv(requires=[...], python=SPEC|[SPEC, ...]): run the test in its own derived env "
+    "with these extra requirements (PEP 508 strings, local paths, '-e PATH', '-r FILE'; "
+    "markers on the module, class, function and pytest.param combine), on the interpreter "
+    "SPEC names ('3.12', 'cpython3.11', 'pypy3.10', a path; a list runs the test once per "
+    "interpreter; the closest marker naming one wins)."
 )
-_MARKER_KEYWORDS = frozenset({"requires"})
+_MARKER_KEYWORDS = frozenset({"requires", "python"})
+# The parameter a python= list (or a comma list in isoenv_python) parametrizes a test with.
+_PYTHON_PARAM = "_isoenv_python"
 # The fixtures that need the base: a test using either (directly or through its fixtures)
 # has the base built before the test loop starts, outside any test's timeout.
 _ENV_FIXTURES = ("isoenv", "isoenv_base")
@@ -77,16 +91,21 @@ class _Run:
         self.base_lines: list[str] = []  # what this process has to say about the base
         self.base_work: list[Work] = []
 
-    def prepare_base(self) -> None:
-        """Build or find the base now; a failure is kept by the session for the tests."""
-        from ._errors import BaseBuildError  # noqa: PLC0415
+    def prepare_base(self, items: Sequence[pytest.Item]) -> None:
+        """Build or find the bases of ``items`` now (one per interpreter); a failure is kept
+        by the session for the tests."""
+        from ._errors import BaseBuildError, IsoenvError  # noqa: PLC0415
 
         session = self.session()
-        with contextlib.suppress(BaseBuildError):
-            session.base()
+        specs = dict.fromkeys(python_spec(item, session.settings) for item in items)
+        for spec in specs:
+            with contextlib.suppress(BaseBuildError, IsoenvError):  # told by their tests
+                interpreter = None if spec is None else session.find_interpreter(spec)
+                if spec is None or interpreter is not None:
+                    session.base(interpreter)
         bases = [event for event in session.events if event.kind == "base"]
         self.base_lines += [event.text for event in bases]
-        self.base_work += [[event.kind, event.verb, event.seconds] for event in bases]
+        self.base_work += [event.work() for event in bases]
 
     def settings(self) -> Settings:
         """The resolved settings; ``pytest.UsageError`` on a static mistake."""
@@ -210,6 +229,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     keep_mode(config)  # a mistake there is told now, whether any test needs an env or not
+    default_pythons(config)
+    python_missing(config)
     if worker_input(config) is None and config.pluginmanager.has_plugin("dsession"):
         # The xdist controller runs no test, its workers do: a static mistake in the
         # settings is told once, here, before any worker starts on it.
@@ -239,13 +260,108 @@ def marker_requirements(item: pytest.Item, rootdir: Path) -> tuple[RequirementLi
         unknown = sorted(set(mark.kwargs) - _MARKER_KEYWORDS)
         if unknown:
             raise MarkerError(
-                f"unknown keyword argument(s) {', '.join(unknown)}; accepted: requires"
+                f"unknown keyword argument(s) {', '.join(unknown)}; accepted: "
+                f"{', '.join(sorted(_MARKER_KEYWORDS))}"
             )
+        if "python" in mark.kwargs:
+            _marker_python(mark.kwargs["python"])
         requires = mark.kwargs.get("requires", [])
         if isinstance(requires, (str, bytes)) or not isinstance(requires, (list, tuple)):
             raise MarkerError(f"requires must be a list of requirement strings, got {requires!r}")
         texts += requires
     return parse_lines(texts, rootdir)
+
+
+def _marker_python(value: object) -> list[str] | str:
+    """A marker's ``python=``, checked: one spec, or a list of distinct ones."""
+    from ._discovery import check_spec  # noqa: PLC0415
+    from ._errors import MarkerError  # noqa: PLC0415
+
+    try:
+        if isinstance(value, (list, tuple)):
+            specs = [check_spec(spec) for spec in value]
+            if not specs or len(set(specs)) != len(specs):
+                raise ValueError(f"{list(value)!r} must name distinct interpreters, at least one")
+            return specs
+        return check_spec(value)
+    except ValueError as error:
+        raise MarkerError(f"python={value!r}: {error}") from None
+
+
+def _python_of(node: pytest.Item) -> list[str] | str | None:
+    """The ``python=`` of the closest ``isoenv`` marker naming one."""
+    for mark in node.iter_markers(MARKER):
+        if "python" in mark.kwargs:
+            return _marker_python(mark.kwargs["python"])
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run an env test once per interpreter of its ``python=`` list (or of isoenv_python)."""
+    definition = metafunc.definition
+    marked = definition.get_closest_marker(MARKER) is not None
+    if not marked and "isoenv" not in metafunc.fixturenames:
+        return
+    from ._errors import MarkerError  # noqa: PLC0415
+
+    problem: str | None = None
+    try:
+        specs = _python_of(definition) if marked else None
+    except MarkerError as error:
+        problem = f"In {definition.name}: invalid isoenv marker: {error}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    if specs is None:
+        from ._settings import default_pythons  # noqa: PLC0415
+
+        defaults = default_pythons(metafunc.config)
+        specs = list(defaults) if len(defaults) > 1 else None
+    if isinstance(specs, list):
+        from ._discovery import spec_id  # noqa: PLC0415
+
+        # Not a fixture of the test's: the name is pruned from its closure again, and the
+        # value read from its callspec.
+        metafunc.fixturenames.append(_PYTHON_PARAM)
+        metafunc.parametrize(_PYTHON_PARAM, specs, ids=[spec_id(spec) for spec in specs])
+
+
+def python_spec(item: pytest.Item, settings: Settings) -> str | None:
+    """The interpreter spec of ``item``'s env; None: the default interpreter."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and _PYTHON_PARAM in callspec.params:
+        return str(callspec.params[_PYTHON_PARAM])
+    found = _python_of(item)
+    if isinstance(found, list):  # not parametrized: an item of unittest or another plugin
+        return found[0]
+    if found is not None:
+        return found
+    return settings.python[0] if settings.python else None
+
+
+def _interpreter(item: pytest.Item, session: IsoenvSession) -> Interpreter | None:
+    """The interpreter of ``item``'s env (None: the default); skip or fail the test if the
+    one it names is not installed or cannot be served."""
+    return _interpreter_of(python_spec(item, session.settings), session)
+
+
+def _interpreter_of(spec: str | None, session: IsoenvSession) -> Interpreter | None:
+    from ._errors import IsoenvError  # noqa: PLC0415
+    from ._settings import SKIP  # noqa: PLC0415
+
+    if spec is None:
+        return None
+    try:
+        found = session.find_interpreter(spec)
+    except IsoenvError as error:
+        message = f"isoenv: {error}"
+    else:
+        if found is not None:
+            return found
+        message = f"isoenv: no interpreter python={spec!r} is installed"
+        if session.settings.python_missing == SKIP:
+            pytest.skip(message)
+        message += " (--isoenv-python-missing=error)"
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -295,14 +411,13 @@ def _needs_env(item: pytest.Item) -> bool:
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
     """Build (or find) the base before the first test that needs it, outside its timeout."""
     config = session.config
+    needing = [item for item in getattr(session, "items", ()) if _needs_env(item)]
     if (
         not config.option.collectonly
         and not getattr(config.option, "setupplan", False)
-        and any(
-            _needs_env(item) for item in getattr(session, "items", ())
-        )  # none: xdist controller
+        and needing  # none on the xdist controller
     ):
-        config.stash[_RUN_KEY].prepare_base()
+        config.stash[_RUN_KEY].prepare_base(needing)
     return (yield)
 
 
@@ -320,7 +435,7 @@ def _report(item: pytest.Item, session: IsoenvSession, when: str) -> None:
         item.add_report_section(
             when, REPORT_SECTION, "\n".join(event.text for event in session.events)
         )
-        _work(item).extend([event.kind, event.verb, event.seconds] for event in session.events)
+        _work(item).extend(event.work() for event in session.events)
         session.events.clear()
 
 
@@ -340,11 +455,18 @@ def _base_failed(request: pytest.FixtureRequest, message: str) -> None:
 
 @pytest.fixture(scope="session")
 def isoenv_base(request: pytest.FixtureRequest) -> SharedEnv:
-    """The session's base env, shared read-only by every test (built or reused once)."""
+    """The session's base env, shared read-only by every test (built or reused once).
+
+    On the first interpreter of ``isoenv_python`` when that is set; a test's own env (on the
+    interpreter its marker names) has its base as ``isoenv.base``.
+    """
     from ._errors import BaseBuildError  # noqa: PLC0415
 
+    session = request.config.stash[_RUN_KEY].session()
+    defaults = session.settings.python
+    interpreter = _interpreter_of(defaults[0] if defaults else None, session)
     try:
-        return request.config.stash[_RUN_KEY].session().base()
+        return session.base(interpreter)
     except BaseBuildError as error:
         message = str(error)
     _base_failed(request, message)
@@ -368,9 +490,10 @@ def isoenv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     session = request.config.stash[_RUN_KEY].session()
     item = request.node
     lines = item.stash.get(_LINES_KEY, ())
+    interpreter = _interpreter(item, session)
     base_error = ""
     try:
-        env = session.derived(lines)
+        env = session.derived(lines, interpreter)
     except BaseBuildError as error:
         base_error = str(error)
         failure = BASE_ERROR_SHORT
@@ -500,12 +623,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if env is not None:
         shared = [env.base, env.layer]
     elif "isoenv_base" in getattr(item, "fixturenames", ()):
-        from ._errors import BaseBuildError  # noqa: PLC0415
-
-        session = item.config.stash[_RUN_KEY].session()
-        with contextlib.suppress(BaseBuildError):  # the fixture said why there is no base
-            shared = [session.base()]
-            session.watch(shared)
+        base = getattr(item, "funcargs", {}).get("isoenv_base")
+        if base is not None:  # else the fixture said why there is no base
+            shared = [base]
+            item.config.stash[_RUN_KEY].session().watch(shared)
     try:
         return (yield)
     finally:

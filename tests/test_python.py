@@ -1,0 +1,306 @@
+"""Other interpreters: ``python=`` on the marker, ``isoenv_python``, discovery, the matrix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_isoenv._discovery import find
+
+HOST = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _installed(*versions: str) -> list[str]:
+    """Those of ``versions`` this machine has (pyenv's, on PATH, uv-managed)."""
+    found = []
+    for version in versions:
+        try:
+            if find(version, Path.cwd(), None) is not None:
+                found.append(version)
+        except Exception:  # noqa: S112 - too old, broken: not usable here
+            continue
+    return found
+
+
+# Python 3.9-3.13 as env interpreters, whichever of them this machine has (pyenv here).
+OTHERS = [v for v in _installed("3.9", "3.10", "3.12", "3.13") if v != HOST]
+needs_two = pytest.mark.skipif(len(OTHERS) < 2, reason="needs two Pythons other than pytest's")
+
+
+def _version_check(spec_version: str) -> str:
+    return f"""
+        out = isoenv.run("python", "-c", "import sys, iso_a; print(sys.version_info[:2], iso_a.__version__)")
+        assert out.stdout.strip() == "{tuple(map(int, spec_version.split(".")))} 1.0"
+    """
+
+
+@needs_two
+def test_a_python_list_runs_the_test_once_per_interpreter(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    first, second = OTHERS[:2]
+    pytester.makepyfile(
+        f"""
+        import sys
+        import pytest
+
+        @pytest.mark.isoenv(requires=["iso-a==1.0"], python=["{first}", "{second}"])
+        def test_x(isoenv):
+            expected = {{"{first}": ({first.replace(".", ", ")}), "{second}": ({second.replace(".", ", ")})}}
+            out = isoenv.run("python", "-c",
+                "import sys, iso_a; print(sys.version_info[0], sys.version_info[1], iso_a.__version__)")
+            major, minor, version = out.stdout.split()
+            spec = f"{{major}}.{{minor}}"
+            assert (int(major), int(minor)) == expected[spec]
+            assert version == "1.0"
+            assert isoenv.base.interpreter.version_text.startswith(spec + ".")
+            # pip in the env is the env's interpreter's, and installs there
+            pip = isoenv.run("pip", "--version").stdout
+            assert f"(python {{spec}})" in pip, pip
+            isoenv.run("pip", "install", "-q", "--no-index", "--find-links",
+                       isoenv.env["UV_FIND_LINKS"], "iso-cli")
+            assert isoenv.which("iso-cli").startswith(str(isoenv.bin))
+            assert (isoenv.site_packages / "iso_cli").is_dir()
+            assert isoenv.site_packages.parent.name == f"python{{spec}}"
+
+        @pytest.mark.isoenv(python="{first}")
+        def test_one(isoenv):
+            out = isoenv.run("python", "-c", "import sys; print(sys.version_info[:2])").stdout
+            assert out.strip() == "{tuple(map(int, first.split(".")))}"
+            assert sys.version_info[:2] == {sys.version_info[:2]}  # the body: pytest's own
+        """
+    )
+    result = pytester.runpytest_subprocess("-v", "--strict-markers")
+    result.assert_outcomes(passed=3)
+    ids = [f"py{first}", f"py{second}"]
+    result.stdout.fnmatch_lines_random([f"*test_x[[]{i}[]] PASSED*" for i in ids])
+    result.stdout.fnmatch_lines(["*::test_one PASSED*"])
+    # one base per interpreter, each named
+    result.stdout.fnmatch_lines_random(
+        [f"isoenv: base built in *(cpython {v}.*, 0 packages)" for v in (first, second)]
+    )
+    result.stdout.fnmatch_lines(["isoenv: 2 bases built (*s), 2 new layers (*s), 3 derived envs"])
+
+
+@needs_two
+def test_isoenv_python_sets_the_default_and_a_comma_list_makes_a_matrix(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    first, second = OTHERS[:2]
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.pytest.ini_options]
+        isoenv_requires = ["iso-a==1.0"]
+        isoenv_python = "{first}, {second}"
+        """
+    )
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        def version(isoenv):
+            return isoenv.run("python", "-c", "import sys; print(*sys.version_info[:2])").stdout.split()
+
+        def test_fixture(isoenv):
+            assert ".".join(version(isoenv)) in ("{first}", "{second}")
+
+        @pytest.mark.isoenv(python="{HOST}")
+        def test_own(isoenv):  # the marker's python= wins
+            assert ".".join(version(isoenv)) == "{HOST}"
+
+        def test_plain():  # no env, no matrix
+            pass
+
+        def test_base(isoenv_base):  # the first interpreter's base
+            assert isoenv_base.interpreter.version_text.startswith("{first}.")
+        """
+    )
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines_random(
+        [f"*::test_fixture[[]py{first}[]] PASSED*", f"*::test_fixture[[]py{second}[]] PASSED*"]
+    )
+    result.stdout.fnmatch_lines(["*::test_own PASSED*", "*::test_plain PASSED*"])
+    # the command line wins over the ini file; a single interpreter makes no matrix
+    result = pytester.runpytest_subprocess("-v", f"--isoenv-python={second}", "-k", "fixture")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*::test_fixture PASSED*"])
+    # the environment variable, between the two
+    os.environ["PYTEST_ISOENV_PYTHON"] = first
+    try:
+        result = pytester.runpytest_subprocess("-v", "-k", "base")
+    finally:
+        del os.environ["PYTEST_ISOENV_PYTHON"]
+    result.assert_outcomes(passed=1)
+
+
+def test_a_missing_interpreter_skips_or_errors(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv(python=["{HOST}", "3.99"])
+        def test_x(isoenv):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED*isoenv: no interpreter python='3.99' is installed"])
+    result = pytester.runpytest_subprocess("--isoenv-python-missing=error")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*isoenv: no interpreter python='3.99' is installed (--isoenv-python-missing=error)"]
+    )
+    pytester.makeini("[pytest]\nisoenv_python_missing = error\n")
+    pytester.runpytest_subprocess().assert_outcomes(passed=1, errors=1)
+    result = pytester.runpytest_subprocess("--isoenv-python-missing=never")
+    result.stderr.fnmatch_lines(["*--isoenv-python-missing=never: not one of skip, error"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.6", "3.7"])
+def test_an_interpreter_too_old_is_a_clear_error(
+    pytester: pytest.Pytester, offline_env: Path, version: str
+) -> None:
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    if not any(root.glob(f"{version}.*")):
+        pytest.skip(f"no pyenv Python {version} here")
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv(python="{version}")
+        def test_old(isoenv):
+            pass
+
+        def test_after():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*isoenv: python='{version}' is * pytest-isoenv cannot build an env on*3.8 or newer*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        pytest.param('python="3.x"', "*python='3.x': '3.x' is not an interpreter spec*", id="junk"),
+        pytest.param("python=3.12", "*python=3.12: 3.12 is not an interpreter spec*", id="float"),
+        pytest.param("python=[]", "*python=[[][]]: [[][]] must name distinct*", id="empty"),
+        pytest.param('python=["3.12", "3.12"]', "*must name distinct interpreters*", id="twice"),
+    ],
+)
+def test_a_bad_python_spec_fails_collection(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv({marker})
+        def test_bad():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["In test_bad: invalid isoenv marker: *" + message.lstrip("*")])
+
+
+def test_a_bad_isoenv_python_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain(): pass")
+    result = pytester.runpytest_subprocess("--isoenv-python=3.12,banana")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--isoenv-python=3.12,banana: 'banana' is not an interpreter*"])
+
+
+@needs_two
+def test_pyenv_versions_are_found_without_being_activated(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyenv runs only the versions it was told of; pytest-isoenv finds the others too."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    if not (pyenv / "versions").is_dir():
+        pytest.skip("no pyenv here")
+    version = OTHERS[0]
+    monkeypatch.delenv("PYENV_VERSION", raising=False)
+    # Only pyenv's shims on PATH (no pythonX.Y elsewhere), pyenv told of another version.
+    (pytester.path / ".python-version").write_text(f"{OTHERS[1]}\n")
+    shims = pyenv / "shims"
+    monkeypatch.setenv("PATH", os.pathsep.join([str(shims), "/usr/bin", "/bin"]))
+    if shutil.which(f"python{version}"):
+        shim = subprocess.run([f"python{version}", "-V"], capture_output=True, check=False)
+        assert shim.returncode != 0, "pyenv's shim of an inactive version should not run"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv(python="{version}")
+        def test_x(isoenv):
+            out = isoenv.run("python", "-c", "import sys; print(*sys.version_info[:2])").stdout
+            assert out.split() == "{version}".split(".")
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+@needs_two
+def test_bases_per_interpreter_are_cached_and_xdist_shares_them(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    first, second = OTHERS[:2]
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nisoenv_requires = ["iso-a"]\n')
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        @pytest.mark.isoenv(python=["{first}", "{second}"], requires=["iso-b"])
+        def test_x(isoenv, n):
+            # iso-b needs iso-a<2: the layer moves the base's iso-a 2.0 to 1.0, per interpreter
+            out = isoenv.run("python", "-c", "import iso_a, iso_b; print(iso_a.__version__)")
+            assert out.stdout.strip() == "1.0"
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--isoenv-base=cache")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["isoenv: 2 bases built (*s), * 6 derived envs"])
+    result = pytester.runpytest_subprocess("-n", "2", "--isoenv-base=cache")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["isoenv: 2 bases reused, * 6 derived envs"])
+
+
+def test_a_user_venv_base_serves_only_its_own_interpreter(
+    pytester: pytest.Pytester, offline_env: Path, tmp_path: Path
+) -> None:
+    others = [v for v in _installed("3.12", "3.13", "3.10") if v != HOST]
+    if not others:
+        pytest.skip("needs a Python other than pytest's")
+    venv = tmp_path / "user-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv(python="{others[0]}")
+        def test_other(isoenv):
+            pass
+
+        def test_default(isoenv):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--isoenv-base={venv}")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*--isoenv-base=* is a venv of *; an env on * needs*"])
