@@ -5,7 +5,7 @@ Run it with ``python bench/run.py`` (``--quick`` for a smoke run, ``--rows a,d``
 installed in the running interpreter; the alternatives (pytest-venv, pytest-virtualenv,
 pytest-xdist) are measured when installed and reported as "n/a (not installed)" otherwise
 (``pip install -e ".[bench]"``). It is not a test: nothing is asserted, it prints two tables of
-medians: the issue targets (rows a-f, PASS/MISS) and the comparisons (scenarios).
+medians: the issue targets (rows a-h, PASS/MISS) and the comparisons (scenarios).
 
 Offline and deterministic: every package comes from the test suite's real wheelhouse
 (``tests/realwheels.py``: numpy, pandas, six, attrs, ... downloaded once into a cache outside
@@ -37,8 +37,12 @@ Each row is measured against a reference measured in the same run, interleaved w
   the same session whose test does not take ``isoenv``, target <= 150 ms.
 - **f** a session that uses no env: 20 plain tests with the plugin loaded, minus the same with
   ``-p no:isoenv``. Target <= 10 ms (issue 11).
+- **g** a test run inside its env (``inside=True``, a six layer that exists): (t(N such tests)
+  - t(N plain tests)) / N, against one ``python -m pytest`` process running one plain test (a
+  process per test, pytest-isolated's way). Target <= 1x (issue 10; the goal is well under).
+- **h** the same for a test importing six in a ``with isoenv.activate():`` block.
 
-Rows a, b, d, e and f are wall-clock differences of whole sessions (rows run as the scenarios
+Rows a, b, d, e, f, g and h are wall-clock differences of whole sessions (rows run as the scenarios
 below do), so they include what the machine is doing: the output gives the 1-minute load
 average beside each row.
 
@@ -980,7 +984,7 @@ def scenario_xdist(bench: Bench) -> Results:
     return results
 
 
-# -- issue targets: rows a-f, each a ratio (or a difference) measured in the same run ----------
+# -- issue targets: rows a-h, each a ratio (or a difference) measured in the same run ----------
 
 DONT_WRITE = "PYTHONDONTWRITEBYTECODE"
 WRITE_BYTECODE: dict[str, str | None] = {DONT_WRITE: None}  # as on users' machines
@@ -1397,6 +1401,86 @@ def row_f(bench: Bench) -> list[Check]:
     ]
 
 
+INSIDE_TEST = """\
+@pytest.mark.isoenv(requires=["six"], inside=True)
+def test_{i}():
+    import six
+    assert six.PY3
+"""
+
+ACTIVATE_TEST = """\
+@pytest.mark.isoenv(requires=["six"])
+def test_{i}(isoenv):
+    with isoenv.activate():
+        import six
+    assert six.PY3
+"""
+
+
+def _per_test_against_a_process(
+    bench: Bench, row: str, name: str, template: str, note: str
+) -> list[Check]:
+    """(t(N such tests) - t(N plain tests)) / N against one ``python -m pytest`` process
+    running one plain test (what a process per test costs: pytest-isolated's way)."""
+    n = bench.size(30, 8)
+    project = bench.project(
+        f"row-{row}",
+        {
+            "test_plain.py": many("def test_{i}():\n    import json\n", n),
+            "test_one.py": "def test_one():\n    import json\n",
+            "test_env.py": many(template, n, "import pytest\n\n"),
+        },
+    )
+    iso = plugin_args("isoenv")
+    cache = ["--isoenv-base=cache", f"--isoenv-cache-dir={bench.root / f'row-{row}-cache'}"]
+    cases: dict[str, Callable[[], float | None]] = {
+        "plain": functools.partial(bench.pytest, f"{row} plain", project, [*iso, "test_plain.py"]),
+        "env": functools.partial(
+            bench.pytest, f"{row} env", project, [*iso, *cache, "test_env.py"]
+        ),
+        "process": functools.partial(
+            bench.pytest, f"{row} process", project, ["-p", "no:isoenv", "test_one.py"]
+        ),
+    }
+    bench.warm(f"{row} env (builds the six layer in the cache dir)", cases["env"])
+    samples = bench.measure(f"row {row}", cases)
+    return [
+        Check(
+            row=row,
+            name=name,
+            measured=paired(samples["env"], samples["plain"], n),
+            reference=median(samples["process"]),
+            reference_name="one `python -m pytest` process running one test",
+            unit="ms/test",
+            limit=1.0,
+            relative=True,
+            note=f"N = {n}; {note}",
+        )
+    ]
+
+
+def row_g(bench: Bench) -> list[Check]:
+    """A test run inside its env (``inside=True``) vs a ``python -m pytest`` process per test."""
+    return _per_test_against_a_process(
+        bench,
+        "g",
+        "inside=True test (six layer exists): added per test",
+        INSIDE_TEST,
+        "issue 10: no more than one process per test, the goal well under",
+    )
+
+
+def row_h(bench: Bench) -> list[Check]:
+    """A test importing from its env with ``activate()`` vs a process per test."""
+    return _per_test_against_a_process(
+        bench,
+        "h",
+        "activate() block importing six: added per test (derived env included)",
+        ACTIVATE_TEST,
+        "issue 10",
+    )
+
+
 ROWS: dict[str, Callable[[Bench], list[Check]]] = {
     "a": row_a,
     "b": row_b,
@@ -1404,6 +1488,8 @@ ROWS: dict[str, Callable[[Bench], list[Check]]] = {
     "d": row_d,
     "e": row_e,
     "f": row_f,
+    "g": row_g,
+    "h": row_h,
 }
 
 
