@@ -106,8 +106,16 @@ def find(spec: str, rootdir: Path, cache_dir: Path | None) -> Path | None:
     return Path(str(executable))
 
 
-def _pyenv_root(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+def pyenv_root(environ: Mapping[str, str]) -> Path:
+    """pyenv's root: ``PYENV_ROOT``, else the one whose shims are on ``PATH``, else
+    ``~/.pyenv`` (tox, for one, passes ``PATH`` on but not ``PYENV_ROOT``)."""
+    if environ.get("PYENV_ROOT"):
+        return Path(environ["PYENV_ROOT"])
+    for entry in environ.get("PATH", "").split(os.pathsep):
+        shims = Path(entry)
+        if shims.name == "shims" and (shims.parent / "versions").is_dir():
+            return shims.parent
+    return Path.home() / ".pyenv"
 
 
 def _with_pyenv_versions(environ: Mapping[str, str]) -> Mapping[str, str]:
@@ -118,7 +126,7 @@ def _with_pyenv_versions(environ: Mapping[str, str]) -> Mapping[str, str]:
     runs a shim it cannot resolve (a failing process, about 0.2 s). Naming them all, the
     user's choice first, finds any installed version and runs no shim.
     """
-    root = _pyenv_root(environ)
+    root = pyenv_root(environ)
     if str(root / "shims") not in environ.get("PATH", "").split(os.pathsep):
         return environ
     try:
@@ -144,7 +152,7 @@ def _version_file(start: Path, *, parents: bool = True) -> list[str]:
 
 def _pyenv_pythons(spec: str) -> list[tuple[Path, bool]]:
     """pyenv's installed interpreters that could match ``spec``; True: their name does."""
-    root = _pyenv_root(os.environ) / "versions"
+    root = pyenv_root(os.environ) / "versions"
     found = _SPEC.fullmatch(spec)
     try:
         names = sorted(entry.name for entry in root.iterdir())

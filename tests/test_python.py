@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isoenv._discovery import find
+from pytest_isoenv._discovery import find, pyenv_root
 
 HOST = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -172,7 +172,7 @@ def test_a_missing_interpreter_skips_or_errors(
 def test_an_interpreter_too_old_is_a_clear_error(
     pytester: pytest.Pytester, offline_env: Path, version: str
 ) -> None:
-    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    root = pyenv_root(os.environ) / "versions"
     if not any(root.glob(f"{version}.*")):
         pytest.skip(f"no pyenv Python {version} here")
     pytester.makepyfile(
@@ -232,11 +232,12 @@ def test_pyenv_versions_are_found_without_being_activated(
     pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pyenv runs only the versions it was told of; pytest-isoenv finds the others too."""
-    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    pyenv = pyenv_root(os.environ)
     if not (pyenv / "versions").is_dir():
         pytest.skip("no pyenv here")
     version = OTHERS[0]
     monkeypatch.delenv("PYENV_VERSION", raising=False)
+    monkeypatch.delenv("PYENV_ROOT", raising=False)  # as under tox: its shims on PATH say
     # Only pyenv's shims on PATH (no pythonX.Y elsewhere), pyenv told of another version.
     (pytester.path / ".python-version").write_text(f"{OTHERS[1]}\n")
     shims = pyenv / "shims"
