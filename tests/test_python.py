@@ -307,3 +307,34 @@ def test_a_user_venv_base_serves_only_its_own_interpreter(
     result = pytester.runpytest_subprocess(f"--isoenv-base={venv}")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*--isoenv-base=* is a venv of *; an env on * needs*"])
+
+
+def test_an_interpreter_by_path_relative_to_the_rootdir_or_broken(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    if not OTHERS:
+        pytest.skip("needs a Python other than pytest's")
+    executable = find(OTHERS[0], Path.cwd(), None)
+    assert executable is not None
+    (pytester.path / "pythons").mkdir()
+    (pytester.path / "pythons" / "mine").symlink_to(executable)
+    broken = pytester.path / "pythons" / "broken"
+    broken.write_text("#!/bin/sh\necho 'this is not python' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv(python="pythons/mine")
+        def test_mine(isoenv):
+            out = isoenv.run("python", "-c", "import sys; print(*sys.version_info[:2])").stdout
+            assert out.split() == "{OTHERS[0]}".split(".")
+
+        @pytest.mark.isoenv(python="pythons/broken")
+        def test_broken(isoenv):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*isoenv: python='*/pythons/broken' cannot be used:*not python*"])
