@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier
@@ -46,6 +46,9 @@ from ._venv import (
     write_scripts,
 )
 
+if TYPE_CHECKING:
+    from ._coverage import EnvCoverage
+
 
 @dataclass
 class Event:
@@ -67,6 +70,8 @@ class IsoenvSession:
     events: list[Event] = field(default_factory=list)
     #: Shared envs published before this time are built again (``--isoenv-rebuild``).
     stale_before: float | None = None
+    #: pytest-cov measures this process: derived envs are measured too (``_coverage``).
+    coverage: EnvCoverage | None = None
     _base: SharedEnv | None = None
     _base_error: str | None = None
     _layers: dict[tuple[RequirementLine, ...], SharedEnv | None] = field(default_factory=dict)
@@ -419,6 +424,7 @@ class IsoenvSession:
             installer=self.install_into,
             release=self._factory.give_back,
             uv=lambda: self.installer.uv.binary,
+            variables=self.coverage.variables(self, base) if self.coverage else None,
         )
 
     def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
@@ -430,6 +436,9 @@ class IsoenvSession:
         if "pip" not in installed_packages([view.site_packages]):
             tool = self.installer.tool_entry(view.interpreter)
         links = [view.site_packages] + ([tool.site] if tool is not None else [])
+        if self.coverage is not None:
+            own = "coverage" in installed_packages([view.site_packages])
+            links += self.coverage.links(self, view, own)
         scripts = [*(read_scripts(tool.bin) if tool is not None else []), *view.scripts]
         interpreter, pycache = view.interpreter, self.pycache
 

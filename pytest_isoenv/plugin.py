@@ -43,6 +43,7 @@ from ._xdist import (
 )
 
 if TYPE_CHECKING:
+    from ._coverage import EnvCoverage
     from ._derived import DerivedEnv
     from ._requirements import RequirementLine
     from ._session import IsoenvSession
@@ -59,6 +60,7 @@ _MARKER_KEYWORDS = frozenset({"requires"})
 # The fixtures that need the base: a test using either (directly or through its fixtures)
 # has the base built before the test loop starts, outside any test's timeout.
 _ENV_FIXTURES = ("isoenv", "isoenv_base")
+_PYTEST_COV = "_cov"  # pytest-cov's plugin, registered with --cov only
 
 
 class _Run:
@@ -76,6 +78,7 @@ class _Run:
         self.base_error_told = False
         self.base_lines: list[str] = []  # what this process has to say about the base
         self.base_work: list[Work] = []
+        self.coverage: EnvCoverage | None = None  # pytest-cov measures this process
 
     def prepare_base(self) -> None:
         """Build or find the base now; a failure is kept by the session for the tests."""
@@ -109,6 +112,7 @@ class _Run:
                 path,
                 worker_id(self.config),
                 stale_before=self.started if settings.rebuild else None,
+                coverage=self.coverage,
             )
         return self._session
 
@@ -205,6 +209,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.pluginmanager.register(glue, "isoenv-xdist")
     config.stash[_RUN_KEY] = run
+    if config.pluginmanager.has_plugin(_PYTEST_COV):
+        from ._coverage import CoverageGlue  # noqa: PLC0415 - only with --cov
+
+        coverage = CoverageGlue(run, Path(config.rootpath), worker_id(config))
+        config.pluginmanager.register(coverage, "isoenv-coverage")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
