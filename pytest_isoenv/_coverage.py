@@ -169,7 +169,7 @@ class EnvCoverage:
             return found
         problem = ""
         # The host's version, else the newest this interpreter has (coverage 7.11 left 3.9):
-        # every coverage since 5.0 writes data files of the same format.
+        # coverage 7 writes data files of one format.
         for wanted in (f"coverage=={self.version}", "coverage>={}.{}".format(*OLDEST)):
             try:
                 entries = installer.install_entries(interpreter, [wanted], no_deps=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import zipfile
 from pathlib import Path
 
 import coverage
@@ -164,4 +167,63 @@ def test_envs_get_coverage_only_under_cov(
         """
     )
     pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    assert _leftovers(pytester.path) == []
+
+
+def _host_coverage_wheel(dest: Path) -> Path:
+    """A wheel of the host's installed coverage, packed again from its files (no download)."""
+    from importlib import metadata
+
+    dist = metadata.distribution("coverage")
+    site = Path(str(dist.locate_file("")))
+    info = f"coverage-{dist.version}.dist-info"
+    tag = next(
+        line.split(":", 1)[1].strip()
+        for line in (site / info / "WHEEL").read_text().splitlines()
+        if line.startswith("Tag:")
+    )
+    wheel = dest / f"coverage-{dist.version}-{tag}.whl"
+    names = [
+        str(name)
+        for name in dist.files or ()
+        if not str(name).startswith("..")
+        and "__pycache__" not in str(name)
+        and str(name) not in (f"{info}/RECORD", f"{info}/INSTALLER", f"{info}/REQUESTED")
+    ]
+    with zipfile.ZipFile(wheel, "w") as archive:
+        record = []
+        for name in names:
+            data = (site / name).read_bytes()
+            archive.writestr(name, data)
+            hashed = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{name},sha256={hashed.decode()},{len(data)}")
+        archive.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return wheel
+
+
+def test_an_env_with_its_own_coverage_keeps_it(
+    pytester: pytest.Pytester,
+    offline_env: Path,
+    wheelhouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    house = tmp_path / "house"
+    house.mkdir()
+    for wheel in wheelhouse.iterdir():
+        (house / wheel.name).symlink_to(wheel)
+    _host_coverage_wheel(house)
+    monkeypatch.setenv("UV_FIND_LINKS", str(house))
+    _project(pytester, "-e ./proj", f"coverage=={coverage.__version__}")
+    pytester.makepyfile(
+        _TESTS
+        + """
+def test_its_own(isoenv):
+    where = isoenv.run("python", "-c", "import coverage; print(coverage.__file__)").stdout
+    assert where.startswith(str(isoenv.base.path))
+"""
+    )
+    result = pytester.runpytest_subprocess("--cov=iso_cov", "--cov-report=term-missing")
+    result.assert_outcomes(passed=4)
+    result.stdout.re_match_lines([r"proj/src/iso_cov/__init__\.py\s+8\s+1\s+88%\s+14$"])
     assert _leftovers(pytester.path) == []
