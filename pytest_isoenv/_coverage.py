@@ -40,6 +40,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from ._compose import mirror_bytecode
+
 if TYPE_CHECKING:
     from ._dists import Entry
     from ._installer import Installer
@@ -127,6 +129,8 @@ class EnvCoverage:
                     if not name.endswith(".pth"):  # its own hook: ours starts any version
                         os.symlink(entry.site / name, site / name)  # type: ignore[union-attr]
             (site / HOOK_FILE).write_text(_HOOK, encoding="utf-8")
+            # Bytecode: coverage's modules compiled by an earlier session are used again.
+            mirror_bytecode(site, session.pycache)
             self._sites[key] = site
         return [site]
 
