@@ -123,11 +123,11 @@ class EnvCoverage:
         if site is None:
             site = self.directory(session) / f"site-{len(self._sites)}"
             site.mkdir()
-            if not own:
-                entry = self._entry(session.installer, view.interpreter)
-                for name in entry.top_level if entry is not None else ():
+            entry = None if own else self._entry(session.installer, view.interpreter)
+            if entry is not None:
+                for name in entry.top_level:
                     if not name.endswith(".pth"):  # its own hook: ours starts any version
-                        os.symlink(entry.site / name, site / name)  # type: ignore[union-attr]
+                        os.symlink(entry.site / name, site / name)
             (site / HOOK_FILE).write_text(_HOOK, encoding="utf-8")
             # Bytecode: coverage's modules compiled by an earlier session are used again.
             mirror_bytecode(site, session.pycache)
