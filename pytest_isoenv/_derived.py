@@ -49,6 +49,7 @@ class DerivedEnv(os.PathLike[str]):
         installer: Installer,
         release: Callable[[Path], None],
         uv: Callable[[], str],
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         #: The env's root directory; ``os.fspath(env)`` is this path too.
         self.path = path
@@ -66,6 +67,7 @@ class DerivedEnv(os.PathLike[str]):
         self._installer = installer
         self._release = release
         self._uv = uv
+        self._variables = dict(variables or {})  # the session's additions (coverage's)
         self._env: dict[str, str] | None = None
 
     def __fspath__(self) -> str:
@@ -103,6 +105,7 @@ class DerivedEnv(os.PathLike[str]):
                 part for part in (str(self.bin), os.environ.get("PATH", "")) if part
             )
             environ["PYTHONNOUSERSITE"] = "1"
+            environ.update(self._variables)
             self._env = environ
         return dict(self._env)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier
@@ -49,6 +49,9 @@ from ._venv import (
 
 _LayerKey = tuple[Path, tuple[RequirementLine, ...]]  # (interpreter executable, lines)
 
+if TYPE_CHECKING:
+    from ._coverage import EnvCoverage
+
 
 @dataclass
 class Event:
@@ -75,6 +78,8 @@ class IsoenvSession:
     events: list[Event] = field(default_factory=list)
     #: Shared envs published before this time are built again (``--isoenv-rebuild``).
     stale_before: float | None = None
+    #: pytest-cov measures this process: derived envs are measured too (``_coverage``).
+    coverage: EnvCoverage | None = None
     _bases: dict[Path, SharedEnv] = field(default_factory=dict)  # by interpreter executable
     _base_errors: dict[Path, str] = field(default_factory=dict)
     _layers: dict[_LayerKey, SharedEnv | None] = field(default_factory=dict)
@@ -471,6 +476,7 @@ class IsoenvSession:
             installer=self.install_into,
             release=self._factory.give_back,
             uv=lambda: self.installer.uv.binary,
+            variables=self.coverage.variables(self, base) if self.coverage else None,
         )
 
     def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
@@ -482,6 +488,9 @@ class IsoenvSession:
         if "pip" not in installed_packages([view.site_packages]):
             tool = self.installer.tool_entry(view.interpreter)
         links = [view.site_packages] + ([tool.site] if tool is not None else [])
+        if self.coverage is not None:
+            own = "coverage" in installed_packages([view.site_packages])
+            links += self.coverage.links(self, view, own)
         scripts = [*(read_scripts(tool.bin) if tool is not None else []), *view.scripts]
         interpreter, pycache = view.interpreter, self.pycache
 

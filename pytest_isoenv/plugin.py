@@ -52,6 +52,7 @@ from ._xdist import (
 )
 
 if TYPE_CHECKING:
+    from ._coverage import EnvCoverage
     from ._derived import DerivedEnv
     from ._interpreter import Interpreter
     from ._requirements import RequirementLine
@@ -73,6 +74,7 @@ _PYTHON_PARAM = "_isoenv_python"
 # The fixtures that need the base: a test using either (directly or through its fixtures)
 # has the base built before the test loop starts, outside any test's timeout.
 _ENV_FIXTURES = ("isoenv", "isoenv_base")
+_PYTEST_COV = "_cov"  # pytest-cov's plugin, registered with --cov only
 
 
 class _Run:
@@ -90,6 +92,7 @@ class _Run:
         self.base_error_told = False
         self.base_lines: list[str] = []  # what this process has to say about the base
         self.base_work: list[Work] = []
+        self.coverage: EnvCoverage | None = None  # pytest-cov measures this process
 
     def prepare_base(self, items: Sequence[pytest.Item]) -> None:
         """Build or find the bases of ``items`` now (one per interpreter); a failure is kept
@@ -128,6 +131,7 @@ class _Run:
                 path,
                 worker_id(self.config),
                 stale_before=self.started if settings.rebuild else None,
+                coverage=self.coverage,
             )
         return self._session
 
@@ -224,6 +228,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.pluginmanager.register(glue, "isoenv-xdist")
     config.stash[_RUN_KEY] = run
+    if config.pluginmanager.has_plugin(_PYTEST_COV):
+        from ._coverage import CoverageGlue  # noqa: PLC0415 - only with --cov
+
+        coverage = CoverageGlue(run, Path(config.rootpath), worker_id(config))
+        config.pluginmanager.register(coverage, "isoenv-coverage")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
