@@ -227,3 +227,30 @@ def test_its_own(isoenv):
     result.assert_outcomes(passed=4)
     result.stdout.re_match_lines([r"proj/src/iso_cov/__init__\.py\s+8\s+1\s+88%\s+14$"])
     assert _leftovers(pytester.path) == []
+
+
+@pytest.mark.network
+def test_envs_on_other_interpreters_are_measured(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """coverage for another interpreter comes from the index (its C tracer is per version)."""
+    from test_python import OTHERS
+
+    if not OTHERS:
+        pytest.skip("needs a Python other than pytest's")
+    monkeypatch.delenv("PYTEST_ISOENV_NO_INDEX")  # coverage for that Python: from PyPI
+    _project(pytester, "-e ./proj")
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.isoenv(python={OTHERS[:2]!r})
+        def test_run(isoenv):
+            code = "import sys, iso_cov; print(sys.version_info[1], iso_cov.by_run())"
+            assert isoenv.run("python", "-c", code).stdout.split()[1] == "run"
+        """
+    )
+    result = pytester.runpytest_subprocess("--cov=iso_cov", "--cov-report=term-missing")
+    result.assert_outcomes(passed=len(OTHERS[:2]))
+    result.stdout.re_match_lines([r"proj/src/iso_cov/__init__\.py\s+8\s+3\s+62%\s+6, 10, 14$"])
+    assert _leftovers(pytester.path) == []
