@@ -205,6 +205,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.pluginmanager.register(glue, "isoenv-xdist")
     config.stash[_RUN_KEY] = run
+    from ._host_imports import HostImportGuard  # noqa: PLC0415 - after the keys it is given
+
+    config.pluginmanager.register(HostImportGuard(_LINES_KEY, _ENV_KEY), "isoenv-host-imports")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
