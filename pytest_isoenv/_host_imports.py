@@ -239,18 +239,23 @@ class HostImportGuard:
             return (yield)
         loaded_before = frozenset(top for top in watched if top in sys.modules)
         TOLD.clear()
+        from ._errors import IsoenvWarning  # noqa: PLC0415
+
         try:
             result = yield
         except BaseException:
             # The test failed already: the warning is told, but under ``-W error`` it must
             # not replace the test's own failure.
-            from ._errors import IsoenvWarning  # noqa: PLC0415
-
             with contextlib.suppress(IsoenvWarning):
                 self._check(item, watched, loaded_before)
             raise
-        self._check(item, watched, loaded_before)
-        return result
+        try:
+            self._check(item, watched, loaded_before)
+        except IsoenvWarning as error:  # -W error: the test fails, on the message alone
+            failure = f"IsoenvWarning: {error}"
+        else:
+            return result
+        pytest.fail(failure, pytrace=False)
 
     def _watch(self, lines: tuple[RequirementLine, ...]) -> dict[str, str]:
         """Top-level module -> distribution, for what the marker names and the host has."""
@@ -324,6 +329,8 @@ class HostImportGuard:
             host = distribution_in(root, top) if root is not None else None
             host_version = host[1] if host else self._host[dist].version  # type: ignore[union-attr]
             env_version = env.packages().get(dist) if env is not None else None
+            if env_version == host_version:
+                continue  # the same version: the host's copy is as good as the env's
             where = f" ({module.__file__})" if getattr(module, "__file__", None) else ""
             warn_host_copy(
                 f"{item.nodeid} used the host's {dist} {host_version}{where}, not the env's "
