@@ -11,15 +11,19 @@ new submodules of the host's packages imported before (pytest's own lazy imports
 the host's anyway. ``importlib.invalidate_caches()`` runs at both ends.
 
 What cannot be undone (documented in docs/where-your-test-runs.md): an extension module stays
-loaded in the process (only its name is removed); a module the host imported before the block
-stays the host's inside it (told with an ``IsoenvWarning`` when the block imports it and the
-env has another version); objects made in the block keep the env's modules alive.
+loaded in the process (only its name is removed), and cannot be loaded a second time, so a
+package with extension modules is kept aside and put back, as it was, in a later block whose
+env has the same files (the store's, shared by every env holding that distribution); a module
+the host imported before the block stays the host's inside it (told with an
+``IsoenvWarning`` when the block imports it and the env has another version); objects made in
+the block keep the env's modules alive.
 """
 
 from __future__ import annotations
 
 import builtins
 import importlib
+import importlib.machinery
 import os
 import site
 import sys
@@ -113,6 +117,7 @@ class _Activation:
         # Top-level names the host imported before the block and the env has too: examined
         # (at most once each) when the block imports them.
         self.pending: set[str] = set()
+        self.brought_back: set[str] = set()  # tops put back from _EXTENSION_PACKAGES
 
     # -- entering ----------------------------------------------------------------------------
 
@@ -125,6 +130,7 @@ class _Activation:
         host = [entry for entry in sys.path if entry in known]
         sys.path[:] = self.added + host
         self.env_names = frozenset().union(*map(top_level_names, self.added))
+        self._bring_back_extensions()
         self.pending = {
             name
             for name in self.env_names
@@ -134,6 +140,17 @@ class _Activation:
             # The same signature as __import__'s, written with looser types.
             builtins.__import__ = self._import  # type: ignore[assignment]
         importlib.invalidate_caches()
+
+    def _bring_back_extensions(self) -> None:
+        """Put back the packages with extension modules an earlier block imported from the
+        same files: such a module cannot be loaded twice in a process (NumPy refuses to)."""
+        for (top, real), modules in list(_EXTENSION_PACKAGES.items()):
+            if top in sys.modules or top not in self.env_names:
+                continue
+            provider = next(d for d in self.added if top in top_level_names(d))
+            if _real_location(provider, top) == real:
+                sys.modules.update(modules)
+                self.brought_back.add(top)
 
     def _keep_namespace_paths(self) -> None:
         """Copy the list ``__path__`` of the host's packages: the env could add a part to one.
@@ -232,6 +249,7 @@ class _Activation:
             if sys.modules.get(name) is not module:
                 sys.modules[name] = module
                 restored[name] = module
+        self._keep_extensions(removed)
         # A submodule is an attribute of its package too: unbind the removed, rebind the put back.
         for name, module in removed.items():
             parent, _, child = name.rpartition(".")
@@ -245,6 +263,23 @@ class _Activation:
             if owner is not None and hasattr(owner, child):
                 with suppress(AttributeError, TypeError):
                     setattr(owner, child, module)
+
+    def _keep_extensions(self, removed: dict[str, Any]) -> None:
+        """Keep, for later blocks, the env's packages the block loaded extension modules of."""
+        with_extensions = {
+            name.partition(".")[0]
+            for name, module in removed.items()
+            if str(getattr(module, "__file__", None) or "").endswith(_EXTENSION_SUFFIXES)
+        }
+        for top in with_extensions:
+            module = removed.get(top)
+            if module is None or not (self._is_env(module) or top in self.brought_back):
+                continue
+            root = module_root(module)
+            if root is None:
+                continue
+            modules = {n: m for n, m in removed.items() if n == top or n.startswith(top + ".")}
+            _EXTENSION_PACKAGES[(top, _real_location(root, top))] = modules
 
     def _keeps(self, name: str, module: object) -> bool:
         """Whether a module the block imported stays: the host's own, whatever the block."""
@@ -261,6 +296,24 @@ class _Activation:
         # A new submodule of a package the host imported before (pytest's own lazy imports).
         top = name.partition(".")[0]
         return top != name and self.modules.get(top) is not None
+
+
+# Packages with extension modules imported in blocks, by top-level name and the real path of
+# their files (the store's: the same in every env holding that distribution), with all their
+# modules: a later block whose env has the same files gets them back as they were.
+_EXTENSION_PACKAGES: dict[tuple[str, str], dict[str, Any]] = {}
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _real_location(directory: str, top: str) -> str:
+    """The real path of module ``top`` in ``directory`` (its package dir, or its file)."""
+    package = os.path.join(directory, top)
+    if os.path.isdir(package):
+        return os.path.realpath(package)
+    for name in sorted(os.listdir(directory)):
+        if name.partition(".")[0] == top:
+            return os.path.realpath(os.path.join(directory, name))
+    return os.path.realpath(package)
 
 
 def _stdlib() -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import UV, write_project
+from realwheels import Wheelhouse
 
 HOST_ISO_A = """
 import sys
@@ -243,3 +244,37 @@ def test_an_env_on_another_interpreter_cannot_be_activated(
         """
     )
     pytester.runpytest_subprocess(f"--isoenv-base={venv}").assert_outcomes(passed=1)
+
+
+@pytest.mark.realpkgs
+def test_numpy_in_several_blocks_and_tests(
+    pytester: pytest.Pytester, offline_real_env: Path, real_wheelhouse: Wheelhouse
+) -> None:
+    """An extension module cannot be loaded twice (NumPy refuses): later blocks get it back."""
+    if real_wheelhouse.newest("numpy", ">=2") is None:
+        pytest.skip(f"no numpy 2 wheel for this Python in {real_wheelhouse.path}")
+    pytester.makepyfile(
+        """
+        import sys
+        import pytest
+
+        @pytest.mark.isoenv(requires=["numpy>=2"])
+        def test_twice(isoenv):
+            with isoenv.activate():
+                import numpy
+                first = numpy
+                assert numpy.ones(2).sum() == 2
+            assert "numpy" not in sys.modules
+            with isoenv.activate():
+                import numpy
+                assert numpy is first
+
+        @pytest.mark.isoenv(requires=["numpy>=2", "six"])
+        def test_another_layer_holding_the_same_numpy(isoenv):
+            with isoenv.activate():
+                import numpy
+                assert numpy.arange(3).tolist() == [0, 1, 2]
+            assert "numpy" not in sys.modules
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)

@@ -98,6 +98,10 @@ def test_module_level_and_in_body_imports_of_the_hosts_copy_are_told(
     result.stdout.fnmatch_lines(
         ["test_top.py::test_uses_module_level_import", "  *test_top.py:4: IsoenvWarning: *"]
     )
+    # The guard is a plugin of its own, which -p no: turns off.
+    quiet = pytester.runpytest_subprocess("-p", "no:isoenv-host-imports")
+    quiet.assert_outcomes(passed=5)
+    assert "IsoenvWarning" not in quiet.stdout.str()
 
 
 def test_a_conftest_that_imported_it_is_told(pytester: pytest.Pytester, offline_env: Path) -> None:
