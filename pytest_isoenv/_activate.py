@@ -134,7 +134,9 @@ class _Activation:
         self.pending = {
             name
             for name in self.env_names
-            if (module := sys.modules.get(name)) is not None and not self._is_env(module)
+            if (module := sys.modules.get(name)) is not None
+            and not self._is_env(module)
+            and name not in self.brought_back
         }
         if self.pending:
             # The same signature as __import__'s, written with looser types.

@@ -179,11 +179,11 @@ def warn_host_copy(message: str, item: pytest.Item | None = None, stacklevel: in
     if item is None:
         warnings.warn(message, IsoenvWarning, stacklevel=stacklevel + 1)
         return
-    path, lineno, _ = item.location
+    lineno = item.location[1]
     warnings.warn_explicit(
         message,
         IsoenvWarning,
-        filename=str(item.config.rootpath / path),
+        filename=str(item.path),
         lineno=(lineno or 0) + 1,
         module=getattr(getattr(item, "module", None), "__name__", None),
     )
