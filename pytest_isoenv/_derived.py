@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,6 +217,22 @@ class DerivedEnv(os.PathLike[str]):
                 elif os.environ.get(key) != wanted[key]:
                     patch.setenv(key, wanted[key])
             yield
+
+    def activate(self) -> AbstractContextManager[DerivedEnv]:
+        """A ``with`` block in which this process imports from the env: a quick in-process check.
+
+        The env's site-packages (its own, its layer's or the base's, with their ``.pth``
+        files) go in front of ``sys.path`` and ``os.environ`` is the env's (as
+        :meth:`activated` sets it); on exit ``sys.path``, ``sys.modules`` and importlib's state
+        are put back. For pure-Python packages on the interpreter running pytest: an env on
+        another interpreter raises :class:`~pytest_isoenv.IsoenvError`, and so does a nested
+        block. A module the host imported before the block stays the host's inside it (an
+        :class:`~pytest_isoenv.IsoenvWarning` says so when the env has another version), and
+        extension modules stay loaded. See "where your test runs" in the docs.
+        """
+        from ._activate import activate  # noqa: PLC0415 - only for tests that use it
+
+        return activate(self)
 
     def remove(self) -> None:
         """Delete this env (its path is gone at once)."""

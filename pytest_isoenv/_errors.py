@@ -36,6 +36,15 @@ class SharedEnvModified(IsoenvError):
     """A test changed the base env or a layer, which every other test shares."""
 
 
+class IsoenvWarning(UserWarning):
+    """A test's code used a package that is not its env's: the host's copy, imported in-process.
+
+    Told when a marked test imports, in pytest's own process, a distribution its marker asks
+    for, or when a ``with isoenv.activate():`` block gets the host's copy of a module the host
+    had already imported. ``-W error::pytest_isoenv.IsoenvWarning`` makes it a failure.
+    """
+
+
 class RunError(subprocess.CalledProcessError):
     """A command run with ``isoenv.run(..., check=True)`` failed; the message shows its output."""
 

@@ -233,6 +233,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         coverage = CoverageGlue(run, Path(config.rootpath), worker_id(config))
         config.pluginmanager.register(coverage, "isoenv-coverage")
+    from ._host_imports import HostImportGuard  # noqa: PLC0415 - after the keys it is given
+
+    config.pluginmanager.register(HostImportGuard(_LINES_KEY, _ENV_KEY), "isoenv-host-imports")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
