@@ -44,6 +44,7 @@ from ._xdist import (
 
 if TYPE_CHECKING:
     from ._derived import DerivedEnv
+    from ._inside import InsideRunner
     from ._requirements import RequirementLine
     from ._session import IsoenvSession
     from ._settings import Settings
@@ -51,11 +52,12 @@ if TYPE_CHECKING:
 
 MARKER = "isoenv"
 MARKER_HELP = (
-    "isoenv(requires=[...]): run the test in its own derived env with these extra "
-    "requirements (PEP 508 strings, local paths, '-e PATH', '-r FILE'); markers on the "
-    "module, class, function and pytest.param combine."
+    "isoenv(requires=[...], inside=False): run the test in its own derived env with these "
+    "extra requirements (PEP 508 strings, local paths, '-e PATH', '-r FILE'); markers on the "
+    "module, class, function and pytest.param combine. inside=True runs the test function "
+    "itself in the env's interpreter, in a child process."
 )
-_MARKER_KEYWORDS = frozenset({"requires"})
+_MARKER_KEYWORDS = frozenset({"requires", "inside"})
 # The fixtures that need the base: a test using either (directly or through its fixtures)
 # has the base built before the test loop starts, outside any test's timeout.
 _ENV_FIXTURES = ("isoenv", "isoenv_base")
@@ -161,6 +163,8 @@ class _CacheUpkeep:
 
 
 _LINES_KEY = pytest.StashKey["tuple[RequirementLine, ...]"]()
+_INSIDE_KEY = pytest.StashKey[bool]()
+_INSIDE_RUNNER_KEY = pytest.StashKey["InsideRunner"]()
 _ENV_KEY = pytest.StashKey["DerivedEnv"]()
 _BASE_ERROR_KEY = pytest.StashKey[str]()
 # The test's env from its setup to its last report; once torn down, it waits there (parked)
@@ -217,6 +221,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    inside = config.stash.get(_INSIDE_RUNNER_KEY, None)
+    if inside is not None:
+        inside.close()
     run = config.stash.get(_RUN_KEY, None)
     if run is not None:
         run.close()
@@ -239,13 +246,27 @@ def marker_requirements(item: pytest.Item, rootdir: Path) -> tuple[RequirementLi
         unknown = sorted(set(mark.kwargs) - _MARKER_KEYWORDS)
         if unknown:
             raise MarkerError(
-                f"unknown keyword argument(s) {', '.join(unknown)}; accepted: requires"
+                f"unknown keyword argument(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(_MARKER_KEYWORDS))}"
             )
         requires = mark.kwargs.get("requires", [])
         if isinstance(requires, (str, bytes)) or not isinstance(requires, (list, tuple)):
             raise MarkerError(f"requires must be a list of requirement strings, got {requires!r}")
         texts += requires
     return parse_lines(texts, rootdir)
+
+
+def marker_inside(item: pytest.Item) -> bool:
+    """The ``inside`` argument of the closest ``isoenv`` marker that gives one (False)."""
+    from ._errors import MarkerError  # noqa: PLC0415 - only for marked tests
+
+    for mark in item.iter_markers(MARKER):
+        if "inside" in mark.kwargs:
+            inside = mark.kwargs["inside"]
+            if not isinstance(inside, bool):
+                raise MarkerError(f"inside must be True or False, got {inside!r}")
+            return inside
+    return False
 
 
 @pytest.hookimpl(wrapper=True)
@@ -274,12 +295,15 @@ def pytest_make_collect_report(
     for item in marked:
         try:
             item.stash[_LINES_KEY] = marker_requirements(item, rootdir)
+            item.stash[_INSIDE_KEY] = marker_inside(item)
         except MarkerError as error:
             report.outcome = "failed"
             report.longrepr = f"In {item.name}: invalid isoenv marker: {error}"
             report.result = []
             return report
         names = getattr(item, "fixturenames", None)
+        if item.stash[_INSIDE_KEY]:
+            continue  # its env is the child's: the host sets up none of its fixtures
         if isinstance(names, list) and "isoenv" not in names:
             # A new list: the one there may be shared with the other parameters of a test.
             item.fixturenames = [*names, "isoenv"]  # type: ignore[attr-defined]
@@ -288,7 +312,7 @@ def pytest_make_collect_report(
 
 def _needs_env(item: pytest.Item) -> bool:
     names = getattr(item, "fixturenames", ())
-    return any(name in names for name in _ENV_FIXTURES)
+    return item.stash.get(_INSIDE_KEY, False) or any(name in names for name in _ENV_FIXTURES)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -523,3 +547,31 @@ def _check_shared(item: pytest.Item, shared: list[SharedEnv | None]) -> None:
     else:
         return
     pytest.fail(failure, pytrace=False)
+
+
+# -- inside=True -----------------------------------------------------------------------------
+
+
+def _inside_env(item: pytest.Item) -> DerivedEnv:
+    """The derived env an ``inside`` test runs in (made ahead, while the test before runs)."""
+    return item.config.stash[_RUN_KEY].session().derived(item.stash.get(_LINES_KEY, ()))
+
+
+def _is_inside(item: pytest.Item) -> bool:
+    return item.stash.get(_INSIDE_KEY, False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """An ``inside`` test runs in a child process in its env (``_inside``); not here."""
+    if not _is_inside(item):
+        return None
+    runner: InsideRunner | None = item.config.stash.get(_INSIDE_RUNNER_KEY, None)
+    if runner is None:
+        from ._inside import InsideRunner  # noqa: PLC0415
+
+        runner = InsideRunner(
+            item.config, item.config.stash[_RUN_KEY].session, _inside_env, _is_inside
+        )
+        item.config.stash[_INSIDE_RUNNER_KEY] = runner
+    return runner.protocol(item, nextitem)
