@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._session import IsoenvSession
 
 CHILD_SCRIPT = "_pytest_isoenv_inside.py"
-_TAIL = 3000  # characters of the child's output shown when it dies
+_TAIL = 4000  # characters of the child's output shown when it dies
 _EXIT_GRACE = 30.0  # seconds a child may take to exit after its last report (atexit work)
 # Host option values the child must not take: what selects or schedules tests, what writes
 # the host's files (reports, caches), debuggers, and what is passed on its command line.
@@ -159,11 +159,15 @@ class _Child:
         self.log.close()
 
     def tail(self) -> str:
+        """The child's output, its start and its end when long (a fault handler's
+        traceback starts with the innermost frame; an interpreter's last words end it)."""
         with contextlib.suppress(OSError, ValueError):
-            self.log.seek(0, os.SEEK_END)
-            size = self.log.tell()
-            self.log.seek(max(0, size - _TAIL))
-            return self.log.read().decode("utf-8", "replace").strip()
+            self.log.seek(0)
+            text = self.log.read().decode("utf-8", "replace").strip()
+            if len(text) > _TAIL:
+                half = _TAIL // 2
+                text = f"{text[:half]}\n[...]\n{text[-half:]}"
+            return text
         return ""
 
 
@@ -241,19 +245,22 @@ class InsideRunner:
             outcome = self._wait(child, started + deadline if deadline else None)
         except BaseException:
             child.kill()  # Ctrl-C, or the host failing: no child outlives its test
-            raise
-        finally:
             child.close()
             env.remove()
+            raise
         if outcome.problem == "timeout":
             limit = f"Timeout (>{deadline:g}s)" if deadline else "Timeout"
             outcome.problem = (
                 f"{limit}: the child process running the test (pid {child.process.pid}) was "
                 "killed with its process group"
             )
-        reports = self._complete(item, outcome, child, env)
-        self._annotate(reports[0], prepared)
-        self._check_shared(session, env, reports)
+        try:
+            reports = self._complete(item, outcome, child, env)
+            self._annotate(reports[0], prepared)
+            self._check_shared(session, env, reports)
+        finally:
+            child.close()
+            env.remove()
         return reports
 
     def _teardown_host(
@@ -409,22 +416,7 @@ class InsideRunner:
                 child.kill()
                 outcome.problem = "timeout"
                 return outcome
-            if "report" in message:
-                report = self.config.hook.pytest_report_from_serializable(
-                    config=self.config, data=message["report"]
-                )
-                if isinstance(report, pytest.TestReport):
-                    outcome.reports.append(report)
-            elif "started" in message:
-                outcome.version = str(message["started"])
-            elif "fatal" in message or "collect_error" in message:
-                outcome.problem = str(message.get("fatal") or message.get("collect_error"))
-            elif "done" in message:
-                if not outcome.reports and outcome.problem is None:
-                    outcome.problem = (
-                        f"pytest {outcome.version or ''} in the env ran no test for this node "
-                        f"id (exit code {message['done']})"
-                    )
+            if self._read(message, outcome):
                 break
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -437,6 +429,29 @@ class InsideRunner:
             outcome.problem = _exit_status(child.process.returncode)
         return outcome
 
+    def _read(self, message: dict[str, Any], outcome: _Outcome) -> bool:
+        """Take one reply into ``outcome``; True for the last one."""
+        if "report" in message:
+            data = message["report"]
+            for key in ("location", "longrepr"):  # tuples, which JSON made lists
+                if isinstance(data.get(key), list):
+                    data[key] = tuple(data[key])
+            report = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
+            if isinstance(report, pytest.TestReport):
+                outcome.reports.append(report)
+        elif "started" in message:
+            outcome.version = str(message["started"])
+        elif "fatal" in message or "collect_error" in message:
+            outcome.problem = str(message.get("fatal") or message.get("collect_error"))
+        elif "done" in message:
+            if not outcome.reports and outcome.problem is None:
+                outcome.problem = (
+                    f"pytest {outcome.version or ''} in the env ran no test for this node "
+                    f"id (exit code {message['done']})"
+                )
+            return True
+        return False
+
     def _complete(
         self, item: pytest.Item, outcome: _Outcome, child: _Child, env: DerivedEnv
     ) -> list[pytest.TestReport]:
@@ -447,7 +462,7 @@ class InsideRunner:
         message = f"isoenv: {outcome.problem} ({item.nodeid} inside, python {env.python})"
         tail = child.tail()
         if tail:
-            message += f"\n--- the end of its output ---\n{tail}"
+            message += f"\n--- its output (stdout and stderr) ---\n{tail}"
         whens = [report.when for report in reports]
         if "setup" not in whens:
             reports.append(_failed(item, "setup", message))
