@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 CHILD_SCRIPT = "_pytest_isoenv_inside.py"
 _TAIL = 4000  # characters of the child's output shown when it dies
 _EXIT_GRACE = 30.0  # seconds a child may take to exit after its last report (atexit work)
+_AHEAD = 2  # children started ahead (one under xdist, whose next tests are not known)
 # Host option values the child must not take: what selects or schedules tests, what writes
 # the host's files (reports, caches), debuggers, and what is passed on its command line.
 _NOT_FORWARDED = frozenset(
@@ -188,6 +189,7 @@ class _Outcome:
 
     reports: list[pytest.TestReport] = field(default_factory=list)
     problem: str | None = None  # why the test did not complete in the child
+    finished: bool = False  # the test's last report came: the child is only exiting now
     version: str | None = None
 
 
@@ -206,6 +208,8 @@ class InsideRunner:
         self._derive = derive
         self._is_inside = is_inside
         self._ahead: dict[str, _Prepared] = {}
+        self._exiting: list[_Child] = []  # children whose test is over, exiting meanwhile
+        self._order: dict[str, int] = {}
         self._sites: dict[Interpreter, list[str]] = {}
         self._script: Path | None = None
         self._static: dict[str, Any] | None = None
@@ -239,9 +243,10 @@ class InsideRunner:
         try:
             started = time.monotonic()
             self._send(child, item)
-            if nextitem is not None and self._is_inside(nextitem):
+            self._reap()
+            for upcoming in self._upcoming(item, nextitem):
                 # Started now, while this test runs in its child.
-                self._ahead[nextitem.nodeid] = self._prepare(nextitem)
+                self._ahead[upcoming.nodeid] = self._prepare(upcoming)
             outcome = self._wait(child, started + deadline if deadline else None)
         except BaseException:
             child.kill()  # Ctrl-C, or the host failing: no child outlives its test
@@ -259,9 +264,37 @@ class InsideRunner:
             self._annotate(reports[0], prepared)
             self._check_shared(session, env, reports)
         finally:
-            child.close()
+            if outcome.finished:
+                self._exiting.append(child)  # its interpreter's exit is off the critical path
+            else:
+                child.close()
             env.remove()
         return reports
+
+    def _upcoming(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.Item]:
+        """The next ``inside`` tests to start children for, not started yet."""
+        items: list[pytest.Item] = [nextitem] if nextitem is not None else []
+        if getattr(self.config, "workerinput", None) is None and nextitem is not None:
+            session_items: list[pytest.Item] = getattr(item.session, "items", [])
+            if not self._order:
+                self._order = {it.nodeid: n for n, it in enumerate(session_items)}
+            start = self._order.get(nextitem.nodeid)
+            if start is not None and session_items[start] is nextitem:
+                items = session_items[start : start + _AHEAD]
+        return [it for it in items if self._is_inside(it) and it.nodeid not in self._ahead]
+
+    def _reap(self, wait: float = 0.0) -> None:
+        """Let go of the children that have exited (all of them, after ``wait`` at most)."""
+        deadline = time.monotonic() + wait
+        for child in list(self._exiting):
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                if not wait:
+                    continue
+                child.kill()
+            child.close()
+            self._exiting.remove(child)
 
     def _teardown_host(
         self, item: pytest.Item, nextitem: pytest.Item | None, teardown: pytest.TestReport
@@ -363,7 +396,14 @@ class InsideRunner:
         finally:
             os.close(commands_read)
             os.close(replies_write)
-        return _Child(process, commands, replies, log)
+        child = _Child(process, commands, replies, log)
+        message = dict(self._static_message())
+        basetemp = self.config.getoption("basetemp", None)
+        if basetemp:  # pytest empties a given basetemp: one of its own for each child
+            self._count += 1
+            message["basetemp"] = str(Path(basetemp) / f"inside-{os.getpid()}-{self._count}")
+        _write(child.commands, message)  # read at once: it configures pytest ahead
+        return child
 
     # -- talking to a child ----------------------------------------------------------------
 
@@ -374,6 +414,7 @@ class InsideRunner:
             names = _IniNames()
             add_options(names)  # type: ignore[arg-type]
             self._static = {
+                "args": [str(Path(config.invocation_params.dir, a)) for a in config.args],
                 "rootdir": str(config.rootpath),
                 "inifile": str(config.inipath) if config.inipath else None,
                 "capture": option.get("capture") or "fd",
@@ -394,19 +435,10 @@ class InsideRunner:
         return self._static
 
     def _send(self, child: _Child, item: pytest.Item) -> None:
+        """Name the child's test: it collects and runs it at once."""
         path, _, rest = item.nodeid.partition("::")
-        message = dict(self._static_message())
-        message["target"] = str(self.config.rootpath / path) + (f"::{rest}" if rest else "")
-        basetemp = self.config.getoption("basetemp", None)
-        if basetemp:
-            self._count += 1
-            message["basetemp"] = str(Path(basetemp) / f"inside-{os.getpid()}-{self._count}")
-        data = (json.dumps(message) + "\n").encode("utf-8")
-        try:
-            while data:
-                data = data[os.write(child.commands, data) :]
-        except BrokenPipeError:
-            pass  # the child died before its test: told when its replies end
+        target = str(self.config.rootpath / path) + (f"::{rest}" if rest else "")
+        _write(child.commands, {"target": target})
 
     def _wait(self, child: _Child, deadline: float | None) -> _Outcome:
         """Read the child's replies until it is done, dies or passes ``deadline``."""
@@ -418,6 +450,9 @@ class InsideRunner:
                 return outcome
             if self._read(message, outcome):
                 break
+            if _complete_set(outcome.reports) and outcome.problem is None:
+                outcome.finished = True
+                return outcome
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             child.process.wait(timeout=_EXIT_GRACE if remaining is None else remaining)
@@ -499,7 +534,9 @@ class InsideRunner:
             target.sections.append((f"Captured {REPORT_SECTION} {target.when}", problem))
 
     def close(self) -> None:
-        """Stop the children started ahead that no test took (an interrupted session)."""
+        """Stop the children started ahead that no test took (an interrupted session), and
+        wait for those whose test is over."""
+        self._reap(wait=_EXIT_GRACE)
         for prepared in self._ahead.values():
             if prepared.child is not None:
                 prepared.child.kill()
@@ -507,6 +544,15 @@ class InsideRunner:
             if prepared.env is not None:
                 prepared.env.remove()
         self._ahead.clear()
+
+
+def _write(fd: int, message: dict[str, Any]) -> None:
+    data = (json.dumps(message) + "\n").encode("utf-8")
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BrokenPipeError:
+        pass  # the child died first: told when its replies end
 
 
 def _messages(fd: int, deadline: float | None) -> Iterator[dict[str, Any] | None]:

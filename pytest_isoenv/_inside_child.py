@@ -45,7 +45,9 @@ def _plugin_available(name: str) -> bool:
 
 
 def _argv(message: dict[str, Any], pytest_version: tuple[int, ...]) -> list[str]:
-    args = [message["target"], "--rootdir", message["rootdir"]]
+    # The host's own arguments: the same initial conftest files (and their options). The
+    # test itself is collected alone, once named (``pytest_collection`` below).
+    args = [*message.get("args", ()), "--rootdir", message["rootdir"]]
     if message.get("inifile"):
         args += ["-c", message["inifile"]]
     # The host's addopts (and PYTEST_ADDOPTS) are already in the option values it sends;
@@ -72,7 +74,7 @@ def _argv(message: dict[str, Any], pytest_version: tuple[int, ...]) -> list[str]
     return args
 
 
-def _plugins(message: dict[str, Any], out: TextIO) -> list[object]:
+def _plugins(message: dict[str, Any], commands: TextIO, out: TextIO) -> list[object]:
     """The child's plugins (made once pytest is importable: they use its decorators)."""
     import pytest  # noqa: PLC0415 - importable once main() has added its sites
 
@@ -119,6 +121,19 @@ def _plugins(message: dict[str, Any], out: TextIO) -> list[object]:
             data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
             _send(out, {"report": data})
 
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self, session: Any) -> bool:
+            # Configured, plugins and conftest files loaded: the child waits here for its
+            # test, while the test before it runs.
+            line = commands.readline()
+            if not line:
+                os._exit(0)  # the host needed no test of this child (or is gone)
+            target = json.loads(line)["target"]
+            threading.Thread(target=_watch_host, args=(commands,), daemon=True).start()
+            _send(out, {"started": pytest.__version__, "pytest": pytest.__file__})
+            session.perform_collect([target])
+            return True
+
         def pytest_collectreport(self, report: Any) -> None:
             if report.failed:
                 _send(out, {"collect_error": report.longreprtext})
@@ -153,6 +168,10 @@ def _watch_host(commands: TextIO) -> None:
 def main(argv: list[str]) -> int:
     commands = os.fdopen(int(argv[1]), "r", encoding="utf-8")
     out = os.fdopen(int(argv[2]), "w", encoding="utf-8")
+    line = commands.readline()  # the host's settings, sent when it starts the child
+    if not line:
+        return 0
+    message = json.loads(line)
     for path in json.loads(argv[3]):
         if path not in sys.path:
             site.addsitedir(path)
@@ -174,13 +193,7 @@ def main(argv: list[str]) -> int:
             },
         )
         return 3
-    line = commands.readline()
-    if not line:
-        return 0  # the host needed no test of this child
-    message = json.loads(line)
-    threading.Thread(target=_watch_host, args=(commands,), daemon=True).start()
-    _send(out, {"started": pytest.__version__, "pytest": pytest.__file__})
-    code = pytest.main(_argv(message, version), plugins=_plugins(message, out))
+    code = pytest.main(_argv(message, version), plugins=_plugins(message, commands, out))
     _send(out, {"done": int(code)})
     out.close()
     return 0
