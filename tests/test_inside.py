@@ -474,3 +474,53 @@ def _cwd(pid: str) -> Path | None:
         return Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return None
+
+
+def test_a_child_exits_when_its_host_dies(project: pytest.Pytester, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    project.makepyfile(
+        f"""
+        import os, time
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_hangs():
+            with open({str(pids)!r}, "a") as handle:
+                handle.write(str(os.getpid()) + "\\n")
+            time.sleep(600)
+        """
+    )
+    host = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=project.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            if pids.exists() and pids.read_text().endswith("\n"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the test inside never started")
+        host.kill()  # no cleanup of any kind in the host
+        host.wait()
+        child = Path(f"/proc/{int(pids.read_text())}")
+        for _ in range(600):  # it notices the end of its command pipe at once
+            if not child.exists() or "Z" in _state(child):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child outlived its host")
+    finally:
+        if host.poll() is None:
+            os.killpg(host.pid, signal.SIGKILL)
+            host.wait()
+
+
+def _state(proc: Path) -> str:
+    try:
+        return (proc / "stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
