@@ -20,6 +20,8 @@ from ._errors import IsoenvError
 
 #: The oldest Python an env can be built on: uv installs into nothing older.
 MINIMUM = (3, 8)
+#: The parameter a ``python=`` list (or a comma list in isoenv_python) parametrizes a test with.
+PARAMETER = "_isoenv_python"
 
 _IMPLEMENTATIONS = ("cpython", "pypy", "graalpy", "python", "py")
 _VERSION = r"[0-9]+(?:\.[0-9]+){0,2}t?"

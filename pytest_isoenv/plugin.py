@@ -54,6 +54,7 @@ from ._xdist import (
 if TYPE_CHECKING:
     from ._coverage import EnvCoverage
     from ._derived import DerivedEnv
+    from ._inside import InsideRunner
     from ._interpreter import Interpreter
     from ._requirements import RequirementLine
     from ._session import IsoenvSession
@@ -62,15 +63,14 @@ if TYPE_CHECKING:
 
 MARKER = "isoenv"
 MARKER_HELP = (
-    "isoenv(requires=[...], python=SPEC|[SPEC, ...]): run the test in its own derived env "
-    "with these extra requirements (PEP 508 strings, local paths, '-e PATH', '-r FILE'; "
-    "markers on the module, class, function and pytest.param combine), on the interpreter "
-    "SPEC names ('3.12', 'cpython3.11', 'pypy3.10', a path; a list runs the test once per "
-    "interpreter; the closest marker naming one wins)."
+    "isoenv(requires=[...], python=SPEC|[SPEC, ...], inside=False): run the test in its own "
+    "derived env with these extra requirements (PEP 508 strings, local paths, '-e PATH', "
+    "'-r FILE'; markers on the module, class, function and pytest.param combine), on the "
+    "interpreter SPEC names ('3.12', 'cpython3.11', 'pypy3.10', a path; a list runs the test "
+    "once per interpreter; the closest marker naming one wins). inside=True runs the test "
+    "function itself in the env's interpreter, in a child process."
 )
-_MARKER_KEYWORDS = frozenset({"requires", "python"})
-# The parameter a python= list (or a comma list in isoenv_python) parametrizes a test with.
-_PYTHON_PARAM = "_isoenv_python"
+_MARKER_KEYWORDS = frozenset({"requires", "python", "inside"})
 # The fixtures that need the base: a test using either (directly or through its fixtures)
 # has the base built before the test loop starts, outside any test's timeout.
 _ENV_FIXTURES = ("isoenv", "isoenv_base")
@@ -184,6 +184,8 @@ class _CacheUpkeep:
 
 
 _LINES_KEY = pytest.StashKey["tuple[RequirementLine, ...]"]()
+_INSIDE_KEY = pytest.StashKey[bool]()
+_INSIDE_RUNNER_KEY = pytest.StashKey["InsideRunner"]()
 _ENV_KEY = pytest.StashKey["DerivedEnv"]()
 _BASE_ERROR_KEY = pytest.StashKey[str]()
 # The test's env from its setup to its last report; once torn down, it waits there (parked)
@@ -250,6 +252,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    inside = config.stash.get(_INSIDE_RUNNER_KEY, None)
+    if inside is not None:
+        inside.close()
     run = config.stash.get(_RUN_KEY, None)
     if run is not None:
         run.close()
@@ -329,19 +334,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         defaults = default_pythons(metafunc.config)
         specs = list(defaults) if len(defaults) > 1 else None
     if isinstance(specs, list):
-        from ._discovery import spec_id  # noqa: PLC0415
+        from ._discovery import PARAMETER, spec_id  # noqa: PLC0415
 
         # Not a fixture of the test's: the name is pruned from its closure again, and the
         # value read from its callspec.
-        metafunc.fixturenames.append(_PYTHON_PARAM)
-        metafunc.parametrize(_PYTHON_PARAM, specs, ids=[spec_id(spec) for spec in specs])
+        metafunc.fixturenames.append(PARAMETER)
+        metafunc.parametrize(PARAMETER, specs, ids=[spec_id(spec) for spec in specs])
 
 
 def python_spec(item: pytest.Item, settings: Settings) -> str | None:
     """The interpreter spec of ``item``'s env; None: the default interpreter."""
+    from ._discovery import PARAMETER  # noqa: PLC0415
+
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and _PYTHON_PARAM in callspec.params:
-        return str(callspec.params[_PYTHON_PARAM])
+    if callspec is not None and PARAMETER in callspec.params:
+        return str(callspec.params[PARAMETER])
     found = _python_of(item)
     if isinstance(found, list):  # not parametrized: an item of unittest or another plugin
         return found[0]
@@ -376,6 +383,19 @@ def _interpreter_of(spec: str | None, session: IsoenvSession) -> Interpreter | N
     pytest.fail(message, pytrace=False)
 
 
+def marker_inside(item: pytest.Item) -> bool:
+    """The ``inside`` argument of the closest ``isoenv`` marker that gives one (False)."""
+    from ._errors import MarkerError  # noqa: PLC0415 - only for marked tests
+
+    for mark in item.iter_markers(MARKER):
+        if "inside" in mark.kwargs:
+            inside = mark.kwargs["inside"]
+            if not isinstance(inside, bool):
+                raise MarkerError(f"inside must be True or False, got {inside!r}")
+            return inside
+    return False
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(
     collector: pytest.Collector,
@@ -402,12 +422,15 @@ def pytest_make_collect_report(
     for item in marked:
         try:
             item.stash[_LINES_KEY] = marker_requirements(item, rootdir)
+            item.stash[_INSIDE_KEY] = marker_inside(item)
         except MarkerError as error:
             report.outcome = "failed"
             report.longrepr = f"In {item.name}: invalid isoenv marker: {error}"
             report.result = []
             return report
         names = getattr(item, "fixturenames", None)
+        if item.stash[_INSIDE_KEY]:
+            continue  # its env is the child's: the host sets up none of its fixtures
         if isinstance(names, list) and "isoenv" not in names:
             # A new list: the one there may be shared with the other parameters of a test.
             item.fixturenames = [*names, "isoenv"]  # type: ignore[attr-defined]
@@ -416,7 +439,7 @@ def pytest_make_collect_report(
 
 def _needs_env(item: pytest.Item) -> bool:
     names = getattr(item, "fixturenames", ())
-    return any(name in names for name in _ENV_FIXTURES)
+    return item.stash.get(_INSIDE_KEY, False) or any(name in names for name in _ENV_FIXTURES)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -656,3 +679,37 @@ def _check_shared(item: pytest.Item, shared: list[SharedEnv | None]) -> None:
     else:
         return
     pytest.fail(failure, pytrace=False)
+
+
+# -- inside=True -----------------------------------------------------------------------------
+
+
+def _inside_env(item: pytest.Item) -> DerivedEnv:
+    """The derived env an ``inside`` test runs in (made ahead, while the test before runs).
+
+    ``pytest.skip.Exception`` when its interpreter is not installed, ``pytest.fail.Exception``
+    when it cannot be served, ``IsoenvError`` when the env cannot be made.
+    """
+    session = item.config.stash[_RUN_KEY].session()
+    interpreter = _interpreter(item, session)
+    return session.derived(item.stash.get(_LINES_KEY, ()), interpreter)
+
+
+def _is_inside(item: pytest.Item) -> bool:
+    return item.stash.get(_INSIDE_KEY, False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """An ``inside`` test runs in a child process in its env (``_inside``); not here."""
+    if not _is_inside(item):
+        return None
+    runner: InsideRunner | None = item.config.stash.get(_INSIDE_RUNNER_KEY, None)
+    if runner is None:
+        from ._inside import InsideRunner  # noqa: PLC0415
+
+        runner = InsideRunner(
+            item.config, item.config.stash[_RUN_KEY].session, _inside_env, _is_inside
+        )
+        item.config.stash[_INSIDE_RUNNER_KEY] = runner
+    return runner.protocol(item, nextitem)

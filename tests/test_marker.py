@@ -9,7 +9,9 @@ import pytest
 
 def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.isoenv(requires=[[]...[]], python=*): *"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.isoenv(requires=[[]...[]], python=*, inside=False): *"]
+    )
 
 
 def test_markers_on_every_level_combine(pytester: pytest.Pytester, offline_env: Path) -> None:

@@ -338,3 +338,58 @@ def test_an_interpreter_by_path_relative_to_the_rootdir_or_broken(
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*isoenv: python='*/pythons/broken' cannot be used:*not python*"])
+
+
+def _inside_on(pytester: pytest.Pytester, versions: list[str]) -> None:
+    pytester.makepyfile(
+        f"""
+        import sys
+        import pytest
+
+        try:
+            import iso_a
+        except ImportError:
+            iso_a = None
+
+        @pytest.mark.isoenv(requires=["iso-a==1.0"], python={versions!r}, inside=True)
+        def test_inside(request):
+            spec = request.node.name.partition("[py")[2].rstrip("]")
+            assert "%d.%d" % sys.version_info[:2] == spec
+            assert iso_a.__version__ == "1.0"
+
+        @pytest.mark.isoenv(python={versions!r}, inside=True)
+        def test_fails(request):
+            assert sys.version_info[:2] == (2, 0)
+        """
+    )
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=len(versions), failed=len(versions))
+    result.stdout.fnmatch_lines_random([f"*test_inside[[]py{v}[]] PASSED*" for v in versions])
+    # the assertion detail, rewritten by the child's pytest on that interpreter
+    major, minor = versions[0].split(".")
+    result.stdout.fnmatch_lines(
+        [
+            f"E       AssertionError: assert ({major}, {minor}) == (2, 0)",
+            "E*At index 0 diff: 3 != 2",
+        ]
+    )
+
+
+def test_inside_on_other_interpreters(pytester: pytest.Pytester, offline_env: Path) -> None:
+    """The host's pytest is copied for interpreters it supports (pure Python): offline."""
+    versions = [v for v in OTHERS if tuple(map(int, v.split("."))) >= sys.version_info[:2]]
+    if not versions:
+        pytest.skip("needs a Python newer than pytest's")
+    _inside_on(pytester, versions[:2])
+
+
+@pytest.mark.network
+def test_inside_on_older_interpreters(
+    pytester: pytest.Pytester, offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest (and tomli, exceptiongroup) for an older interpreter come from the index."""
+    versions = [v for v in OTHERS if tuple(map(int, v.split("."))) < sys.version_info[:2]]
+    if not versions:
+        pytest.skip("needs a Python older than pytest's")
+    monkeypatch.delenv("PYTEST_ISOENV_NO_INDEX")
+    _inside_on(pytester, versions[:2])
