@@ -230,6 +230,13 @@ class InsideRunner:
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logreport(report=self._teardown_host(item, nextitem, teardown))
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if nextitem is None or (
+            not self._is_inside(nextitem) and self._session().coverage is not None
+        ):
+            # Children write their coverage data as they exit: done before the test loop
+            # ends and pytest-cov combines (with --cov, also before an ordinary test, which
+            # may be the last of an xdist worker's).
+            self._reap(wait=_EXIT_GRACE)
         return True
 
     def _run(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:

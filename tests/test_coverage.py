@@ -254,3 +254,35 @@ def test_envs_on_other_interpreters_are_measured(
     result.assert_outcomes(passed=len(OTHERS[:2]))
     result.stdout.re_match_lines([r"proj/src/iso_cov/__init__\.py\s+8\s+3\s+62%\s+6, 10, 14$"])
     assert _leftovers(pytester.path) == []
+
+
+@pytest.mark.parametrize(
+    "args", [pytest.param([], id="one-process"), pytest.param(["-n", "2"], id="xdist")]
+)
+def test_inside_children_are_measured(
+    pytester: pytest.Pytester, offline_env: Path, args: list[str]
+) -> None:
+    """The body of an ``inside=True`` test runs in a child of the env: measured too."""
+    _project(pytester, "-e ./proj")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_by_run():
+            import iso_cov
+            assert iso_cov.by_run() == "run"
+
+        @pytest.mark.isoenv(inside=True)
+        def test_by_subprocess():
+            import iso_cov
+            assert iso_cov.by_subprocess() == "subprocess"
+
+        def test_ordinary_last():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--cov=iso_cov", "--cov-report=term-missing", *args)
+    result.assert_outcomes(passed=3)
+    result.stdout.re_match_lines([r"proj/src/iso_cov/__init__\.py\s+8\s+2\s+75%\s+6, 14$"])
+    assert _leftovers(pytester.path) == []
