@@ -17,8 +17,10 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +194,7 @@ class _Outcome:
     reports: list[pytest.TestReport] = field(default_factory=list)
     problem: str | None = None  # why the test did not complete in the child
     finished: bool = False  # the test's last report came: the child is only exiting now
+    over: bool = False  # the child's protocol of the test ended (its warnings are sent)
     version: str | None = None
 
 
@@ -216,6 +219,7 @@ class InsideRunner:
         self._script: Path | None = None
         self._static: dict[str, Any] | None = None
         self._count = 0
+        self._warnings: list[dict[str, Any]] = []  # what the running test's child warned
 
     # -- the protocol --------------------------------------------------------------------
 
@@ -228,6 +232,16 @@ class InsideRunner:
         teardown = reports.pop()
         for report in reports:
             ihook.pytest_runtest_logreport(report=report)
+        for warning in self._warnings:
+            ihook.pytest_warning_recorded.call_historic(
+                kwargs={
+                    "warning_message": _warning(warning),
+                    "when": "runtest",
+                    "nodeid": item.nodeid,
+                    "location": None,
+                }
+            )
+        self._warnings.clear()
         ihook.pytest_runtest_logreport(report=self._teardown_host(item, nextitem, teardown))
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         if nextitem is None or (
@@ -472,7 +486,7 @@ class InsideRunner:
                 return outcome
             if self._read(message, outcome):
                 break
-            if _complete_set(outcome.reports) and outcome.problem is None:
+            if outcome.over and _complete_set(outcome.reports) and outcome.problem is None:
                 outcome.finished = True
                 return outcome
         try:
@@ -496,6 +510,10 @@ class InsideRunner:
             report = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
             if isinstance(report, pytest.TestReport):
                 outcome.reports.append(report)
+        elif "over" in message:
+            outcome.over = True
+        elif "warning" in message:
+            self._warnings.append(message["warning"])
         elif "started" in message:
             outcome.version = str(message["started"])
         elif "fatal" in message or "collect_error" in message:
@@ -637,6 +655,31 @@ def _failed(item: pytest.Item, when: str, message: str) -> pytest.TestReport:
 
 def _passed(item: pytest.Item) -> pytest.TestReport:
     return _report(item, "teardown")
+
+
+_CATEGORIES: dict[tuple[str, str], type[Warning]] = {}
+
+
+def _warning(data: dict[str, Any]) -> warnings.WarningMessage:
+    """A warning the child recorded, for the host's warnings summary.
+
+    Its category is the host's class when the host has that module loaded (builtins,
+    pytest's), else a look-alike of the same name: a category from the env's packages is not
+    imported into the host for this.
+    """
+    module, name = str(data.get("module", "builtins")), str(data.get("category", "UserWarning"))
+    found = getattr(sys.modules.get(module), name, None)
+    if not (isinstance(found, type) and issubclass(found, Warning)):
+        found = _CATEGORIES.get((module, name))
+        if found is None:
+            found = type(name, (UserWarning,), {"__module__": module})
+            _CATEGORIES[(module, name)] = found
+    return warnings.WarningMessage(
+        found(str(data.get("message", ""))),
+        found,
+        str(data.get("filename", "")),
+        int(data.get("lineno") or 0),
+    )
 
 
 def _cancel_host_timeout(item: pytest.Item) -> None:

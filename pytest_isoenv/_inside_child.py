@@ -126,6 +126,32 @@ def _plugins(message: dict[str, Any], commands: TextIO, out: TextIO) -> list[obj
             for line in message.get("markers", ()):
                 config.addinivalue_line("markers", line)
 
+        @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+        def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Any:
+            # Outside pytest's warnings wrapper, which records the test's warnings after its
+            # teardown: the host waits for this before it reports the test.
+            yield
+            _send(out, {"over": True})
+
+        def pytest_warning_recorded(
+            self, warning_message: Any, when: str, nodeid: str, location: Any
+        ) -> None:
+            if when != "runtest":  # the host tells its own configure and collection warnings
+                return
+            category = warning_message.category
+            _send(
+                out,
+                {
+                    "warning": {
+                        "category": category.__name__,
+                        "module": category.__module__,
+                        "message": str(warning_message.message),
+                        "filename": warning_message.filename,
+                        "lineno": warning_message.lineno,
+                    }
+                },
+            )
+
         def pytest_runtest_logreport(self, report: Any) -> None:
             data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
             _send(out, {"report": data})

@@ -524,3 +524,36 @@ def _state(proc: Path) -> str:
         return (proc / "stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_warnings_inside_reach_the_host_s_summary(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import warnings
+        import pytest
+
+        class EnvOnlyWarning(UserWarning):
+            pass
+
+        @pytest.mark.isoenv(inside=True)
+        def test_warns():
+            warnings.warn("old api", DeprecationWarning)
+            warnings.warn("from the env", EnvOnlyWarning)
+
+        @pytest.mark.isoenv(inside=True)
+        @pytest.mark.filterwarnings("error::DeprecationWarning")
+        def test_warning_as_error():
+            warnings.warn("now an error", DeprecationWarning)
+        """
+    )
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=1, failed=1, warnings=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*= warnings summary =*",
+            "test_warnings_inside_reach_the_host_s_summary.py::test_warns",
+            "*test_warnings_inside_reach_the_host_s_summary.py:9: DeprecationWarning: old api",
+            "*test_warnings_inside_reach_the_host_s_summary.py:10: EnvOnlyWarning: from the env",
+        ]
+    )
+    result.stdout.fnmatch_lines(["E       DeprecationWarning: now an error"])
