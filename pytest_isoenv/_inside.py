@@ -31,8 +31,19 @@ import pytest
 from . import _inside_child
 from ._discovery import PARAMETER, spec_id
 from ._errors import IsoenvError, SharedEnvModified
-from ._settings import add_options
-from ._summary import REPORT_SECTION, WORK_ATTRIBUTE, Work
+from ._settings import KEEP_ALL, KEEP_NONE, add_options
+from ._summary import (
+    ENV_SECTION,
+    JUNIT_PROPERTY,
+    KEEP_ERROR_ATTRIBUTE,
+    KEPT_ATTRIBUTE,
+    REPORT_SECTION,
+    WORK_ATTRIBUTE,
+    Work,
+    env_fate,
+    env_section,
+)
+from ._swap import remove_tree
 
 if TYPE_CHECKING:
     from ._derived import DerivedEnv
@@ -286,17 +297,54 @@ class InsideRunner:
                 f"{limit}: the child process running the test (pid {child.process.pid}) was "
                 "killed with its process group"
             )
+        kept = False
         try:
             reports = self._complete(item, outcome, child, env)
             self._annotate(reports[0], prepared)
             self._check_shared(session, env, reports)
+            kept = self._keep_or_describe(item, session, env, reports)
         finally:
             if outcome.finished:
                 self._exiting.append(child)  # its interpreter's exit is off the critical path
             else:
                 child.close()
-            env.remove()
+            if not kept:
+                env.remove()
         return reports
+
+    def _keep_or_describe(
+        self,
+        item: pytest.Item,
+        session: IsoenvSession,
+        env: DerivedEnv,
+        reports: list[pytest.TestReport],
+    ) -> bool:
+        """Keep the env (``--isoenv-keep``) and describe it in the first failed report, as
+        for a test run in the host; True when it was kept."""
+        from ._keep import kept_root, reserve  # noqa: PLC0415
+
+        keep = session.settings.keep
+        failed = next((report for report in reports if report.failed), None)
+        kept: Path | None = None
+        problem = None
+        if keep == KEEP_ALL or (keep != KEEP_NONE and failed is not None):
+            try:
+                kept = reserve(kept_root(session.settings.cache_dir), item.nodeid)
+                session.keep(env, kept, item.nodeid)
+            except (IsoenvError, OSError) as error:
+                problem = f"could not keep the env of {item.nodeid}: {error}"
+                if kept is not None:
+                    remove_tree(kept)  # half kept is not kept
+                kept = None
+            if kept is not None:
+                setattr(reports[-1], KEPT_ATTRIBUTE, str(kept))
+            else:
+                setattr(reports[-1], KEEP_ERROR_ATTRIBUTE, problem)
+        if failed is not None:
+            text = env_section(env, env_fate(env, kept, keep, problem))
+            failed.sections.append((ENV_SECTION, text))
+            reports[-1].user_properties.append((JUNIT_PROPERTY, text))  # junitxml's
+        return kept is not None
 
     def _upcoming(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.Item]:
         """The next ``inside`` tests to start children for, not started yet."""

@@ -557,3 +557,42 @@ def test_warnings_inside_reach_the_host_s_summary(project: pytest.Pytester) -> N
         ]
     )
     result.stdout.fnmatch_lines(["E       DeprecationWarning: now an error"])
+
+
+def test_a_failed_test_s_env_is_described_and_kept(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(requires=["iso-a==1.0"], inside=True)
+        def test_fails():
+            assert False
+
+        @pytest.mark.isoenv(inside=True)
+        def test_passes():
+            pass
+        """
+    )
+    result = project.runpytest_subprocess("--isoenv-keep=failed", "--junitxml=out.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- isoenv env -*",
+            "env: * (kept: run its bin/python, or source its bin/activate)",
+            "layer: *",
+            "  requires: iso-a==1.0",
+        ]
+    )
+    result.stdout.fnmatch_lines(["isoenv: kept the env of *::test_fails: *"])
+    kept = [line for line in result.stdout.lines if line.startswith("isoenv: kept the env of")]
+    path = Path(kept[0].rpartition(": ")[2])
+    done = subprocess.run(
+        [str(path / "bin" / "python"), "-c", "import iso_a; print(iso_a.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == "1.0\n"
+    assert len(kept) == 1  # not the passing test's
+    properties = ET.parse(project.path / "out.xml").getroot().iter("property")
+    assert any(p.get("name") == "isoenv" for p in properties)
