@@ -12,6 +12,8 @@ import pytest
 from conftest import UV, write_project
 from realwheels import Wheelhouse
 
+from pytest_isoenv._discovery import pyenv_root
+
 HOST_ISO_A = """
 import sys
 from pathlib import Path
@@ -219,7 +221,7 @@ def _runs(python: Path) -> bool:
 def test_an_env_on_another_interpreter_cannot_be_activated(
     pytester: pytest.Pytester, offline_env: Path
 ) -> None:
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    pyenv = pyenv_root(os.environ) / "versions"
     found = [*pyenv.glob("3.1[02].*/bin/python3"), shutil.which("python3.12")]
     other = next((Path(p) for p in found if p and _runs(Path(p))), None)
     if other is None:
