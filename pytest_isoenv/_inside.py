@@ -480,6 +480,8 @@ class InsideRunner:
         basetemp = self.config.getoption("basetemp", None)
         if basetemp:  # pytest empties a given basetemp: one of its own for each child
             self._count += 1
+            # Made here: under xdist the worker's basetemp exists only once a test used it.
+            Path(basetemp).mkdir(parents=True, exist_ok=True)
             message["basetemp"] = str(Path(basetemp) / f"inside-{os.getpid()}-{self._count}")
         _write(child.commands, message)  # read at once: it configures pytest ahead
         return child

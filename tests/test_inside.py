@@ -351,13 +351,16 @@ def test_xdist_workers_run_their_own_children(project: pytest.Pytester) -> None:
 
         @pytest.mark.isoenv(requires=["iso-a==1.0"], inside=True)
         @pytest.mark.parametrize("n", range(4))
-        def test_inside(n):
+        def test_inside(n, tmp_path):  # a worker's basetemp: made at its first use
             import iso_a
             assert iso_a.__version__ == "1.0"
             assert "PYTEST_XDIST_WORKER" in os.environ
+            (tmp_path / "x").write_text("x")
         """
     )
-    result = project.runpytest_subprocess("-n", "2")
+    # Without --basetemp (runpytest_subprocess gives one), as users run it: each worker's
+    # basetemp is made when a test of the worker first uses it.
+    result = project.run(sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
 
 
