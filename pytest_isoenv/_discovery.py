@@ -15,8 +15,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._errors import IsoenvError
+
+if TYPE_CHECKING:
+    from python_discovery import PyInfoCache
 
 #: The oldest Python an env can be built on: uv installs into nothing older.
 MINIMUM = (3, 8)
@@ -60,19 +64,25 @@ def find(spec: str, rootdir: Path, cache_dir: Path | None) -> Path | None:
     Raise ``IsoenvError`` for an interpreter that is found but cannot be served (too old,
     broken). A relative path is relative to ``rootdir``.
     """
-    from python_discovery import (  # noqa: PLC0415 - only for tests naming an interpreter
-        DiskCache,
-        PythonInfo,
-        PythonSpec,
-        get_interpreter,
-    )
+    from python_discovery import DiskCache  # noqa: PLC0415 - only for tests naming one
 
     if _is_path(spec):
         path = Path(os.path.expanduser(spec))
         spec = str(path if path.is_absolute() else rootdir / path)
-    # It logs interpreters it cannot query: not the test's business, nor the terminal's.
-    logging.getLogger("python_discovery").addHandler(logging.NullHandler())
     cache = DiskCache(cache_dir) if cache_dir is not None else None
+    # It logs each interpreter it looks at, and those it cannot query: not the test's
+    # business (its captured log), nor the terminal's.
+    logger = logging.getLogger("python_discovery")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        return _find(spec, cache)
+    finally:
+        logger.disabled = disabled
+
+
+def _find(spec: str, cache: PyInfoCache | None) -> Path | None:
+    from python_discovery import PythonInfo, PythonSpec, get_interpreter  # noqa: PLC0415
+
     try:
         info = get_interpreter(spec, cache=cache, env=_with_pyenv_versions(os.environ))
     except Exception as error:

@@ -30,7 +30,7 @@ import pytest
 
 from . import _inside_child
 from ._discovery import PARAMETER, spec_id
-from ._errors import IsoenvError, SharedEnvModified
+from ._errors import IsoenvError
 from ._settings import KEEP_ALL, KEEP_NONE, add_options
 from ._summary import (
     ENV_SECTION,
@@ -61,7 +61,7 @@ _NOT_FORWARDED = frozenset(
         "file_or_dir",
         "rootdir",
         "inifilename",
-        "override_ini",
+        "override_ini",  # on the child's command line
         "plugins",
         "keyword",
         "markexpr",
@@ -279,12 +279,14 @@ class InsideRunner:
         session.watch([env.base, env.layer])
         deadline = _timeout(item)
         try:
-            started = time.monotonic()
             self._send(child, item)
             self._reap()
             for upcoming in self._upcoming(item, nextitem):
                 # Started now, while this test runs in its child.
                 self._ahead[upcoming.nodeid] = self._prepare(upcoming)
+            # The timeout runs from here: building the next tests' envs (a layer can take
+            # seconds) is not this test's time, and its child had that time as a bonus.
+            started = time.monotonic()
             outcome = self._wait(child, started + deadline if deadline else None)
         except BaseException:
             child.kill()  # Ctrl-C, or the host failing: no child outlives its test
@@ -477,14 +479,30 @@ class InsideRunner:
             os.close(replies_write)
         child = _Child(process, commands, replies, log)
         message = dict(self._static_message())
-        basetemp = self.config.getoption("basetemp", None)
-        if basetemp:  # pytest empties a given basetemp: one of its own for each child
+        basetemp = self._basetemp()
+        if basetemp is not None:  # pytest empties a given basetemp: one of its own for each
             self._count += 1
-            # Made here: under xdist the worker's basetemp exists only once a test used it.
-            Path(basetemp).mkdir(parents=True, exist_ok=True)
-            message["basetemp"] = str(Path(basetemp) / f"inside-{os.getpid()}-{self._count}")
+            message["basetemp"] = str(basetemp / f"inside-{os.getpid()}-{self._count}")
         _write(child.commands, message)  # read at once: it configures pytest ahead
         return child
+
+    def _basetemp(self) -> Path | None:
+        """The host's basetemp, made now: children's ``tmp_path`` go inside it.
+
+        Else each child would make a numbered ``pytest-N`` of its own, and pytest, which
+        keeps the newest three, would delete the user's earlier sessions' (and the failed
+        tests' own) directories. pytest's factory of the session is private
+        (``config._tmp_path_factory``): guarded, with ``--basetemp`` as the fallback.
+        """
+        getbasetemp = getattr(getattr(self.config, "_tmp_path_factory", None), "getbasetemp", None)
+        if getbasetemp is not None:
+            with contextlib.suppress(OSError):
+                return Path(getbasetemp())
+        given = self.config.getoption("basetemp", None)
+        if not given:
+            return None
+        Path(given).mkdir(parents=True, exist_ok=True)
+        return Path(given)
 
     # -- talking to a child ----------------------------------------------------------------
 
@@ -503,6 +521,7 @@ class InsideRunner:
                 "noconftest": bool(option.get("noconftest")),
                 "warnings": list(option.get("pythonwarnings") or []),
                 "plugins": [str(p) for p in option.get("plugins") or []],
+                "override_ini": [str(o) for o in option.get("override_ini") or []],
                 "markers": [str(line) for line in config.getini("markers")],
                 "ini": names.names,
                 "options": {
@@ -612,7 +631,7 @@ class InsideRunner:
         """The guard, as after an ordinary test: a damaged shared env fails the test."""
         try:
             session.check_shared([env.base, env.layer])
-        except SharedEnvModified as error:
+        except (IsoenvError, OSError) as error:  # damaged; or rebuilding it failed
             problem = f"isoenv: {error}"
         else:
             return
@@ -649,12 +668,12 @@ def _messages(fd: int, deadline: float | None) -> Iterator[dict[str, Any] | None
     """The JSON lines read from ``fd`` until its end; None once ``deadline`` has passed."""
     buffer = b""
     while True:
-        timeout = None if deadline is None else deadline - time.monotonic()
-        if timeout is not None and timeout <= 0:
-            yield None
-            return
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
+        if not ready:  # what the child wrote in time is read before this
+            if timeout == 0.0:
+                yield None
+                return
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -718,17 +737,20 @@ def _warning(data: dict[str, Any]) -> warnings.WarningMessage:
     imported into the host for this.
     """
     module, name = str(data.get("module", "builtins")), str(data.get("category", "UserWarning"))
+    text = str(data.get("message", ""))
     found = getattr(sys.modules.get(module), name, None)
-    if not (isinstance(found, type) and issubclass(found, Warning)):
+    message = None
+    if isinstance(found, type) and issubclass(found, Warning):
+        with contextlib.suppress(Exception):  # a category whose constructor wants more
+            message = found(text)
+    if message is None:
         found = _CATEGORIES.get((module, name))
         if found is None:
             found = type(name, (UserWarning,), {"__module__": module})
             _CATEGORIES[(module, name)] = found
+        message = found(text)
     return warnings.WarningMessage(
-        found(str(data.get("message", ""))),
-        found,
-        str(data.get("filename", "")),
-        int(data.get("lineno") or 0),
+        message, type(message), str(data.get("filename", "")), int(data.get("lineno") or 0)
     )
 
 

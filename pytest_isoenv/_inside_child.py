@@ -52,6 +52,7 @@ def _argv(message: dict[str, Any], pytest_version: tuple[int, ...]) -> list[str]
         args += ["-c", message["inifile"]]
     # The host's addopts (and PYTEST_ADDOPTS) are already in the option values it sends;
     # its required plugins are the host's business.
+    args += [arg for value in message.get("override_ini", ()) for arg in ("-o", value)]
     args += ["-o", "addopts=", "-o", "required_plugins="]
     if pytest_version >= (9,):
         args += ["-o", "strict_config=false"]

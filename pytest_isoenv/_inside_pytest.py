@@ -12,6 +12,7 @@ for that interpreter (or, when that version does not support it, the newest that
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import shutil
@@ -27,6 +28,7 @@ from ._dists import Entry
 from ._errors import InstallError
 from ._installer import Installer
 from ._interpreter import Interpreter
+from ._requirements import digest, parse_lines
 
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy"}
 
@@ -37,11 +39,24 @@ def pytest_entries(installer: Installer, interpreter: Interpreter) -> list[Entry
     if dists is not None:
         return _copied(installer, interpreter, dists)
     version = importlib.metadata.version("pytest")
-    try:
-        return installer.install_entries(interpreter, [f"pytest=={version}"], no_deps=False)
-    except InstallError:
-        # The host's pytest does not support that interpreter: the newest one that does.
-        return installer.install_entries(interpreter, ["pytest>=7"], no_deps=False)
+    problems = []
+    # The host's pytest, else (it does not support that interpreter) the newest that does.
+    for wanted in (f"pytest=={version}", "pytest>=7"):
+        lines = parse_lines([wanted], Path.cwd())
+        key = digest(["inside-pytest", installer.settings_digest(interpreter), wanted])
+        try:
+            # A plan kept in the store: the next session links what is stored, asks uv
+            # nothing, and works offline.
+            changes, fresh = installer.planned(
+                key, functools.partial(installer.resolve, interpreter, lines)
+            )
+            return installer.stored(interpreter, changes, lines, rebuild=fresh)
+        except InstallError as error:
+            problems.append(error)
+    raise InstallError(
+        ["pytest (for the child of an inside=True test)"],
+        "\n".join(error.output for error in problems),
+    )
 
 
 def _environment(interpreter: Interpreter) -> dict[str, str]:

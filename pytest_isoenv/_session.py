@@ -228,6 +228,10 @@ class IsoenvSession:
     def base(self, interpreter: Interpreter | None = None) -> SharedEnv:
         """The base env on ``interpreter`` (default: :attr:`interpreter`): built or reused
         on first call, then kept for the session."""
+        if interpreter is not None:
+            with contextlib.suppress(IsoenvError, OSError):  # else told below
+                if interpreter == self.interpreter:
+                    interpreter = None  # one key for the default however it is reached
         which = Path() if interpreter is None else interpreter.executable  # Path(): default
         found = self._bases.get(which)
         if found is not None:

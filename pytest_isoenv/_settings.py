@@ -172,7 +172,7 @@ def keep_mode(config: pytest.Config) -> str:
 def default_pythons(config: pytest.Config) -> tuple[str, ...]:
     """``--isoenv-python`` (or ``PYTEST_ISOENV_PYTHON``, ``isoenv_python``) as a tuple of
     specs; ``pytest.UsageError`` for one that is not a spec. Cheap: read at collection."""
-    from ._discovery import check_spec  # noqa: PLC0415 - no third-party import in it
+    from ._discovery import check_spec, spec_id  # noqa: PLC0415 - no third-party import in it
 
     for source, value in (
         ("--isoenv-python=", config.getoption("isoenv_python")),
@@ -185,7 +185,7 @@ def default_pythons(config: pytest.Config) -> tuple[str, ...]:
                 checked = tuple(check_spec(spec) for spec in specs)
             except ValueError as error:
                 raise pytest.UsageError(f"{source}{value}: {error}") from None
-            if len(set(checked)) != len(checked):
+            if len({spec_id(spec) for spec in checked}) != len(checked):
                 raise pytest.UsageError(f"{source}{value}: an interpreter is named twice")
             return checked
     return ()

@@ -291,13 +291,13 @@ def marker_requirements(item: pytest.Item, rootdir: Path) -> tuple[RequirementLi
 
 def _marker_python(value: object) -> list[str] | str:
     """A marker's ``python=``, checked: one spec, or a list of distinct ones."""
-    from ._discovery import check_spec  # noqa: PLC0415
+    from ._discovery import check_spec, spec_id  # noqa: PLC0415
     from ._errors import MarkerError  # noqa: PLC0415
 
     try:
         if isinstance(value, (list, tuple)):
             specs = [check_spec(spec) for spec in value]
-            if not specs or len(set(specs)) != len(specs):
+            if not specs or len({spec_id(spec) for spec in specs}) != len(specs):
                 raise ValueError(f"{list(value)!r} must name distinct interpreters, at least one")
             return specs
         return check_spec(value)
@@ -702,8 +702,9 @@ def _is_inside(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """An ``inside`` test runs in a child process in its env (``_inside``); not here."""
-    if not _is_inside(item):
-        return None
+    option = item.config.option
+    if not _is_inside(item) or option.setuponly or option.setupplan:
+        return None  # --setup-only, --setup-plan: pytest's own protocol, which runs no test
     runner: InsideRunner | None = item.config.stash.get(_INSIDE_RUNNER_KEY, None)
     if runner is None:
         from ._inside import InsideRunner  # noqa: PLC0415

@@ -599,3 +599,120 @@ def test_a_failed_test_s_env_is_described_and_kept(project: pytest.Pytester) -> 
     assert len(kept) == 1  # not the passing test's
     properties = ET.parse(project.path / "out.xml").getroot().iter("property")  # noqa: S314 - the run above wrote it
     assert any(p.get("name") == "isoenv" for p in properties)
+
+
+_SLOW_BACKEND = """
+import base64, hashlib, time, zipfile
+
+def _wheel(directory):
+    time.sleep(5)  # a slow build: the next test's layer is prepared while a test runs
+    name = "slow_pkg-1.0-py3-none-any.whl"
+    files = {
+        "slow_pkg.py": "VALUE = 1\\n",
+        "slow_pkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\\nName: slow-pkg\\nVersion: 1.0\\n",
+        "slow_pkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    record = []
+    with zipfile.ZipFile(f"{directory}/{name}", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+            record.append(f"{path},sha256={digest.decode()},{len(text)}")
+        record.append("slow_pkg-1.0.dist-info/RECORD,,")
+        wheel.writestr("slow_pkg-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+    return name
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    return _wheel(wheel_directory)
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+"""
+
+
+def test_preparing_the_next_test_is_not_this_test_s_time(project: pytest.Pytester) -> None:
+    """The next test's layer is built while this test runs: not counted in its timeout."""
+    slow = project.path / "slow"
+    slow.mkdir()
+    (slow / "backend.py").write_text(_SLOW_BACKEND)
+    (slow / "pyproject.toml").write_text(
+        '[project]\nname = "slow-pkg"\nversion = "1.0"\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    project.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.timeout(4)
+        @pytest.mark.isoenv(inside=True)
+        def test_first():
+            time.sleep(1)
+
+        @pytest.mark.isoenv(requires=["./slow"], inside=True)
+        def test_second():
+            import slow_pkg
+            assert slow_pkg.VALUE == 1
+        """
+    )
+    project.runpytest_subprocess().assert_outcomes(passed=2)
+
+
+def test_setup_plan_runs_no_test_inside(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_writes(tmp_path):
+            open("written.txt", "w").write("the test ran")
+            assert False
+        """
+    )
+    for option in ("--setup-plan", "--setup-only"):
+        result = project.runpytest_subprocess(option)
+        assert result.ret == pytest.ExitCode.OK, option
+        assert not (project.path / "written.txt").exists()
+
+
+def test_override_ini_reaches_the_child(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.xfail
+        @pytest.mark.isoenv(inside=True)
+        def test_passes_unexpectedly():
+            pass
+        """
+    )
+    project.runpytest_subprocess("-o", "xfail_strict=true").assert_outcomes(failed=1)
+    project.runpytest_subprocess().assert_outcomes(xpassed=1)
+
+
+def test_tmp_path_inside_is_under_the_session_s_basetemp(project: pytest.Pytester) -> None:
+    """Not a numbered pytest-N of each child's own: pytest would delete older ones."""
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_one(tmp_path):
+            print("TMP", tmp_path)
+            assert False
+        """
+    )
+    basetemp = project.path / "basetemp"
+    result = project.runpytest_subprocess(f"--basetemp={basetemp}")
+    result.assert_outcomes(failed=1)
+    line = next(line for line in result.stdout.lines if line.startswith("TMP "))
+    tmp = Path(line.split()[1])
+    assert basetemp in tmp.parents
+    assert tmp.is_dir()  # kept after the session, as pytest keeps a failed test's
+    # Without --basetemp (as users run it): in the session's own numbered directory.
+    result = project.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    line = next(line for line in result.stdout.lines if line.startswith("TMP "))
+    tmp = Path(line.split()[1])
+    assert tmp.parent.name.startswith("inside-"), tmp
+    assert tmp.parent.parent.name.startswith("pytest-"), tmp

@@ -201,6 +201,7 @@ def test_an_interpreter_too_old_is_a_clear_error(
         pytest.param("python=3.12", "*python=3.12: 3.12 is not an interpreter spec*", id="float"),
         pytest.param("python=[]", "*python=[[][]]: [[][]] must name distinct*", id="empty"),
         pytest.param('python=["3.12", "3.12"]', "*must name distinct interpreters*", id="twice"),
+        pytest.param('python=["3.12", "py3.12"]', "*must name distinct interpreters*", id="same"),
     ],
 )
 def test_a_bad_python_spec_fails_collection(
@@ -392,4 +393,8 @@ def test_inside_on_older_interpreters(
     if not versions:
         pytest.skip("needs a Python older than pytest's")
     monkeypatch.delenv("PYTEST_ISOENV_NO_INDEX")
+    _inside_on(pytester, versions[:2])
+    # Stored: the next session needs no index for them (the index is out of reach).
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
     _inside_on(pytester, versions[:2])
