@@ -7,9 +7,9 @@ the test's call phase, for each distribution the marker names whose *host* copy 
 
 - a module the test's code imports (``import`` statements in the test function, found in its
   bytecode), even when the host had it loaded already;
-- a module referenced by the test module's globals (``import pydantic`` or ``from pydantic
-  import BaseModel`` at the top of the file, which runs at collection, before the test), by
-  the globals of the conftest files above it, or by the values of its fixtures;
+- a module the test's code reaches through a global of its module (``import pydantic`` or
+  ``from pydantic import BaseModel`` at the top of the file, which runs at collection, before
+  the test, and a name the test uses), or through the values of its fixtures;
 - a module first imported while the test ran (by any code).
 
 Cheap on purpose: an unmarked test costs two stash look-ups; a marked test whose distributions
@@ -172,6 +172,23 @@ def code_imports(code: types.CodeType) -> frozenset[str]:
 _CODE_IMPORTS: dict[types.CodeType, frozenset[str]] = {}
 
 
+def code_names(code: types.CodeType) -> frozenset[str]:
+    """The global and attribute names ``code`` and the code nested in it use."""
+    found = _CODE_NAMES.get(code)
+    if found is None:
+        names: set[str] = set()
+        pending = [code]
+        while pending:
+            current = pending.pop()
+            names.update(current.co_names)
+            pending += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+        found = _CODE_NAMES[code] = frozenset(names)
+    return found
+
+
+_CODE_NAMES: dict[types.CodeType, frozenset[str]] = {}
+
+
 def warn_host_copy(message: str, item: pytest.Item | None = None, stacklevel: int = 2) -> None:
     """Tell ``message`` as an ``IsoenvWarning``: at the test's line, or at the caller's."""
     from ._errors import IsoenvWarning  # noqa: PLC0415
@@ -225,7 +242,6 @@ class HostImportGuard:
         self._index: dict[str, Path] | None = None  # canonical name -> host metadata dir
         self._host: dict[str, _HostDistribution | None] = {}
         self._watched: dict[tuple[RequirementLine, ...], dict[str, str]] = {}
-        self._conftests: dict[Path, list[types.ModuleType]] = {}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -347,33 +363,18 @@ class HostImportGuard:
         with contextlib.suppress(TypeError, ValueError):
             function = inspect.unwrap(function)  # type: ignore[arg-type]
         code = getattr(function, "__code__", None)
+        module_globals = getattr(function, "__globals__", None)
         if isinstance(code, types.CodeType):
             found |= code_imports(code)
-        namespaces: list[dict[str, Any]] = []
-        module_globals = getattr(function, "__globals__", None)
-        if isinstance(module_globals, dict):
-            namespaces.append(module_globals)
-        namespaces += [vars(conftest) for conftest in self._conftests_of(item)]
-        for namespace in namespaces:
-            found.update(top for top in map(top_of, list(namespace.values())) if top)
+            if isinstance(module_globals, dict):
+                # Only the globals the test's code names: a module-level `import pydantic`
+                # used by other tests (or only in strings run in the env) is not this one's.
+                names = code_names(code)
+                values = [module_globals[name] for name in names if name in module_globals]
+                found.update(top for top in map(top_of, values) if top)
         funcargs = getattr(item, "funcargs", None)
         if isinstance(funcargs, dict):
             found.update(top for top in map(top_of, list(funcargs.values())) if top)
-        return found
-
-    def _conftests_of(self, item: pytest.Item) -> list[types.ModuleType]:
-        """The conftest modules whose directories hold the test's file."""
-        folder = Path(item.path).parent
-        found = self._conftests.get(folder)
-        if found is None:
-            found = [
-                plugin
-                for plugin in item.config.pluginmanager.get_plugins()
-                if isinstance(plugin, types.ModuleType)
-                and os.path.basename(getattr(plugin, "__file__", None) or "") == "conftest.py"
-                and _is_relative_to(folder, Path(str(plugin.__file__)).parent)
-            ]
-            self._conftests[folder] = found
         return found
 
 

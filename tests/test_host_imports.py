@@ -111,17 +111,21 @@ def test_a_conftest_that_imported_it_is_told(pytester: pytest.Pytester, offline_
         import pytest
 
         @pytest.fixture
-        def version():
+        def module():
             import sys
-            return sys.modules["iso_a"].__version__
+            return sys.modules["iso_a"]  # the conftest imported it
 
         @pytest.mark.isoenv(requires=["iso-a==1.0"])
-        def test_it(version):
-            assert version == "2.0"
+        def test_it(module):
+            assert module.__version__ == "2.0"
+
+        @pytest.mark.isoenv(requires=["iso-a==1.0"])
+        def test_other(isoenv):  # the conftest's import is not this test's business
+            assert isoenv.run("python", "-c", "import iso_a").returncode == 0
         """
     )
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     assert _told(result.stdout.str()) == ["test_a_conftest_that_imported_it_is_told.py::test_it"]
 
 
