@@ -234,3 +234,30 @@ def test_an_activate_warning_is_not_told_twice(
     result.assert_outcomes(passed=1)
     assert result.stdout.str().count("IsoenvWarning: ") == 1
     result.stdout.fnmatch_lines(["*IsoenvWarning: `import iso_a` in an isoenv.activate() block*"])
+
+
+def test_a_module_level_import_counts_only_for_tests_using_it(
+    pytester: pytest.Pytester, offline_env: Path
+) -> None:
+    pytester.makeconftest(HOST)
+    pytester.makepyfile(
+        """
+        import iso_a
+        import pytest
+
+        pytestmark = pytest.mark.isoenv(requires=["iso-a==1.0"])
+
+        def test_uses():
+            assert iso_a.__version__ == "2.0"
+
+        def test_unrelated():
+            assert 1 + 1 == 2
+
+        def test_in_its_env(isoenv):
+            assert isoenv.run("python", "-c", "import iso_a").returncode == 0
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
+    name = "test_a_module_level_import_counts_only_for_tests_using_it.py"
+    assert _told(result.stdout.str()) == [f"{name}::test_uses"]
