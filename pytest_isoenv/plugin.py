@@ -423,6 +423,7 @@ def pytest_make_collect_report(
         try:
             item.stash[_LINES_KEY] = marker_requirements(item, rootdir)
             item.stash[_INSIDE_KEY] = marker_inside(item)
+            _check_matrix(item)
         except MarkerError as error:
             report.outcome = "failed"
             report.longrepr = f"In {item.name}: invalid isoenv marker: {error}"
@@ -435,6 +436,42 @@ def pytest_make_collect_report(
             # A new list: the one there may be shared with the other parameters of a test.
             item.fixturenames = [*names, "isoenv"]  # type: ignore[attr-defined]
     return report
+
+
+def _check_matrix(item: pytest.Item) -> None:
+    """A ``python=`` list that could not parametrize ``item`` is an error, not a quiet run
+    on its first interpreter; ``isoenv``/``isoenv_base`` asked for inside are one too."""
+    from ._discovery import PARAMETER  # noqa: PLC0415
+    from ._errors import MarkerError  # noqa: PLC0415
+
+    callspec = getattr(item, "callspec", None)
+    parametrized = callspec is not None and PARAMETER in callspec.params
+    own = _python_of(item)
+    if own is None and not parametrized:
+        defaults = default_pythons(item.config)
+        if len(defaults) > 1:
+            from ._errors import IsoenvWarning  # noqa: PLC0415
+
+            item.warn(
+                IsoenvWarning(
+                    f"{item.nodeid} runs on {defaults[0]} only: the list of isoenv_python "
+                    "parametrizes test functions, not a unittest.TestCase method"
+                )
+            )
+    if isinstance(own, list) and not parametrized:
+        raise MarkerError(
+            "a python=[...] list runs a test once per interpreter by parametrizing it, which "
+            "pytest does for test functions only: not for a unittest.TestCase method, nor "
+            "from the marks of a pytest.param; name one interpreter there, or put the list "
+            "on the test function (or its class or module)"
+        )
+    wanted = [name for name in _ENV_FIXTURES if name in getattr(item, "fixturenames", ())]
+    if item.stash[_INSIDE_KEY] and wanted:
+        raise MarkerError(
+            f"inside=True runs the test in its env, where the {' and '.join(wanted)} "
+            "fixture (the host's view of the env) is not available: sys.prefix, "
+            "sys.executable and os.environ are the env's there"
+        )
 
 
 def _needs_env(item: pytest.Item) -> bool:

@@ -259,7 +259,7 @@ def test_fixtures_are_set_up_inside(project: pytest.Pytester) -> None:
             print("captured")
             assert capsys.readouterr().out == "captured\\n"
 
-        def test_host_fixture(isoenv):
+        def test_plugin_fixture(benchmark):  # pytest-benchmark's: not in the env (nor here)
             pass
 
         def test_after():
@@ -270,11 +270,29 @@ def test_fixtures_are_set_up_inside(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "*_ ERROR at setup of test_host_fixture _*",
-            "*fixture 'isoenv' not found*",
+            "*_ ERROR at setup of test_plugin_fixture _*",
+            "*fixture 'benchmark' not found*",
             "*- Captured isoenv setup -*",
-            "fixture 'isoenv' of test_fixtures_are_set_up_inside.py::test_host_fixture is "
+            "fixture 'benchmark' of test_fixtures_are_set_up_inside.py::test_plugin_fixture is "
             "not available inside its env (inside=True)*",
+        ]
+    )
+    # The isoenv fixtures inside: a mistake seen at collection.
+    project.makepyfile(
+        test_host_fixture="""
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_host_fixture(isoenv):
+            pass
+        """
+    )
+    result = project.runpytest_subprocess("test_host_fixture.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "In test_host_fixture: invalid isoenv marker: inside=True runs the test in its env, "
+            "where the isoenv fixture *"
         ]
     )
 

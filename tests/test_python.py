@@ -398,3 +398,60 @@ def test_inside_on_older_interpreters(
     for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.setenv(variable, "http://127.0.0.1:9")
     _inside_on(pytester, versions[:2])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(
+            """
+            import unittest
+            import pytest
+
+            @pytest.mark.isoenv(python=["3.12", "3.13"])
+            class TestCase(unittest.TestCase):
+                def test_x(self):
+                    pass
+            """,
+            id="unittest",
+        ),
+        pytest.param(
+            """
+            import pytest
+
+            @pytest.mark.parametrize("v", [
+                pytest.param(1, marks=pytest.mark.isoenv(python=["3.12", "3.13"])),
+            ])
+            def test_x(v):
+                pass
+            """,
+            id="param-marks",
+        ),
+    ],
+)
+def test_a_python_list_that_cannot_parametrize_fails_collection(
+    pytester: pytest.Pytester, source: str
+) -> None:
+    pytester.makepyfile(source)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["In test_x*: invalid isoenv marker: a python=[[]...[]] list runs a test once per *"]
+    )
+
+
+def test_a_default_list_on_a_unittest_method_warns(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import unittest
+        import pytest
+
+        @pytest.mark.isoenv()
+        class TestCase(unittest.TestCase):
+            def test_x(self):
+                pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--isoenv-python=3.98,3.99", "-rs")
+    result.assert_outcomes(skipped=1, warnings=1)
+    result.stdout.fnmatch_lines(["*IsoenvWarning: *::test_x runs on 3.98 only: *"])
