@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("isoenv_rebuild", REBUILD_HELP, type="bool", default=False)
     parser.addini("isoenv_keep", KEEP_HELP, default=KEEP_NONE)
     parser.addini("isoenv_prune_after", PRUNE_AFTER_HELP, default="30")
-    parser.addini("isoenv_python", PYTHON_HELP, default="")
+    # "args": a TOML list, a line per spec, or one line (commas or spaces between specs)
+    parser.addini("isoenv_python", PYTHON_HELP, type="args", default=[])
     parser.addini("isoenv_python_missing", PYTHON_MISSING_HELP, default=SKIP)
 
 
@@ -174,20 +176,25 @@ def default_pythons(config: pytest.Config) -> tuple[str, ...]:
     specs; ``pytest.UsageError`` for one that is not a spec. Cheap: read at collection."""
     from ._discovery import check_spec, spec_id  # noqa: PLC0415 - no third-party import in it
 
-    for source, value in (
-        ("--isoenv-python=", config.getoption("isoenv_python")),
-        ("PYTEST_ISOENV_PYTHON=", os.environ.get("PYTEST_ISOENV_PYTHON")),
-        ("isoenv_python = ", config.getini("isoenv_python")),
+    ini = [str(item) for item in config.getini("isoenv_python")]
+    for source, value, items in (
+        ("--isoenv-python=", config.getoption("isoenv_python"), None),
+        ("PYTEST_ISOENV_PYTHON=", os.environ.get("PYTEST_ISOENV_PYTHON"), None),
+        ("isoenv_python = ", " ".join(ini), ini),
     ):
-        if value and str(value).strip():
-            specs = [part.strip() for part in str(value).split(",")]
-            try:
-                checked = tuple(check_spec(spec) for spec in specs)
-            except ValueError as error:
-                raise pytest.UsageError(f"{source}{value}: {error}") from None
-            if len({spec_id(spec) for spec in checked}) != len(checked):
-                raise pytest.UsageError(f"{source}{value}: an interpreter is named twice")
-            return checked
+        if not value or not str(value).strip():
+            continue
+        # "3.9,3.13", "3.9, 3.13" or "3.9 3.13"; in the ini file also a list, or a line each
+        # (quoted there: a path with spaces).
+        parts = items if items is not None else re.split(r"\s+", str(value).strip())
+        specs = [spec.strip() for part in parts for spec in part.split(",") if spec.strip()]
+        try:
+            checked = tuple(check_spec(spec) for spec in specs or [str(value)])
+        except ValueError as error:
+            raise pytest.UsageError(f"{source}{value}: {error}") from None
+        if len({spec_id(spec) for spec in checked}) != len(checked):
+            raise pytest.UsageError(f"{source}{value}: an interpreter is named twice")
+        return checked
     return ()
 
 

@@ -455,3 +455,19 @@ def test_a_default_list_on_a_unittest_method_warns(pytester: pytest.Pytester) ->
     result = pytester.runpytest_subprocess("--isoenv-python=3.98,3.99", "-rs")
     result.assert_outcomes(skipped=1, warnings=1)
     result.stdout.fnmatch_lines(["*IsoenvWarning: *::test_x runs on 3.98 only: *"])
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        'isoenv_python = ["3.98", "3.99"]',
+        'isoenv_python = "3.98, 3.99"',
+        'isoenv_python = "3.98 3.99"',
+        'isoenv_python = """\n3.98\n3.99\n"""',
+    ],
+)
+def test_isoenv_python_in_every_form(pytester: pytest.Pytester, setting: str) -> None:
+    pytester.makepyprojecttoml(f"[tool.pytest.ini_options]\n{setting}\n")
+    pytester.makepyfile("def test_x(isoenv): pass")
+    result = pytester.runpytest_subprocess("--co", "-q", "-W", "error")
+    result.stdout.fnmatch_lines(["*::test_x[[]py3.98[]]", "*::test_x[[]py3.99[]]"])
