@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import site
 import sys
 import threading
@@ -196,11 +197,16 @@ def _plugins(message: dict[str, Any], commands: TextIO, out: TextIO) -> list[obj
 
 
 def _watch_host(commands: TextIO) -> None:
-    """Exit at once when the host goes away: its end of the command pipe closes."""
+    """Exit at once when the host goes away (its end of the command pipe closes), with
+    what the test started: the child leads its own process group (a SIGTERM to the host
+    runs none of its clean-up)."""
     try:
         commands.read()
     finally:
-        os._exit(70)
+        try:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        finally:
+            os._exit(70)
 
 
 def main(argv: list[str]) -> int:

@@ -506,8 +506,10 @@ def test_a_child_exits_when_its_host_dies(project: pytest.Pytester, tmp_path: Pa
 
         @pytest.mark.isoenv(inside=True)
         def test_hangs():
+            import subprocess, sys
+            started = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
             with open({str(pids)!r}, "a") as handle:
-                handle.write(str(os.getpid()) + "\\n")
+                handle.write(f"{{os.getpid()}} {{started.pid}}\\n")
             time.sleep(600)
         """
     )
@@ -527,13 +529,15 @@ def test_a_child_exits_when_its_host_dies(project: pytest.Pytester, tmp_path: Pa
             pytest.fail("the test inside never started")
         host.kill()  # no cleanup of any kind in the host
         host.wait()
-        child = Path(f"/proc/{int(pids.read_text())}")
-        for _ in range(600):  # it notices the end of its command pipe at once
-            if not child.exists() or "Z" in _state(child):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the child outlived its host")
+        # The child, and what the test started in it (its process group), are gone.
+        for pid in pids.read_text().split():
+            process = Path(f"/proc/{pid}")
+            for _ in range(600):  # it notices the end of its command pipe at once
+                if not process.exists() or "Z" in _state(process):
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail(f"process {pid} outlived the host")
     finally:
         if host.poll() is None:
             os.killpg(host.pid, signal.SIGKILL)
