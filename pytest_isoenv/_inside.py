@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 CHILD_SCRIPT = "_pytest_isoenv_inside.py"
 _TAIL = 4000  # characters of the child's output shown when it dies
+_DUMP_GRACE = 2.0  # seconds a timed-out child may take to dump its stacks
 _EXIT_GRACE = 30.0  # seconds a child may take to exit after its last report (atexit work)
 _AHEAD = 2  # children started ahead (one under xdist, whose next tests are not known)
 # Host option values the child must not take: what selects or schedules tests, what writes
@@ -166,6 +167,15 @@ class _Child:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait()
+
+    def stop_timed_out(self) -> None:
+        """Kill a child that ran out of time, after it showed where it was: pytest's
+        faulthandler in it dumps every thread's stack on SIGABRT (to its log)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.process.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=_DUMP_GRACE)
+        self.kill()
 
     def close(self) -> None:
         for fd in (self.commands, self.replies):
@@ -550,7 +560,7 @@ class InsideRunner:
         outcome = _Outcome()
         for message in _messages(child.replies, deadline):
             if message is None:
-                child.kill()
+                child.stop_timed_out()
                 outcome.problem = "timeout"
                 return outcome
             if self._read(message, outcome):
@@ -562,9 +572,11 @@ class InsideRunner:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             child.process.wait(timeout=_EXIT_GRACE if remaining is None else remaining)
         except subprocess.TimeoutExpired:
-            child.kill()
             if outcome.problem is None and not _complete_set(outcome.reports):
                 outcome.problem = "timeout"
+                child.stop_timed_out()
+            else:
+                child.kill()
         if outcome.problem is None and not _complete_set(outcome.reports):
             outcome.problem = _exit_status(child.process.returncode)
         return outcome
