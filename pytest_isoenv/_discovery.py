@@ -96,8 +96,9 @@ def _find(spec: str, cache: PyInfoCache | None) -> Path | None:
             except Exception as error:
                 if named and problem is None:
                     problem = (
-                        f"python={spec!r} is {exe}, which pytest-isoenv cannot build an env on "
-                        f"(it needs Python {'.'.join(map(str, MINIMUM))} or newer): {error}"
+                        f"python={spec!r} is {exe}, which pytest-isoenv cannot build an env "
+                        f"on: it needs Python {'.'.join(map(str, MINIMUM))} or newer, and "
+                        f"this one could not even be asked its version ({error})"
                     )
                 continue
             if candidate is not None and candidate.satisfies(wanted, impl_must_match=True):
