@@ -32,7 +32,7 @@ import socket
 import sys
 import uuid
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,9 +46,7 @@ if TYPE_CHECKING:
     from ._dists import Entry
     from ._installer import Installer
     from ._interpreter import Interpreter
-    from ._session import IsoenvSession
     from ._shared_env import SharedEnv
-    from .plugin import _Run
 
 #: The name pytest-cov registers its plugin under, with ``--cov`` only.
 PYTEST_COV = "_cov"
@@ -113,33 +111,42 @@ class EnvCoverage:
 
     # -- the derived envs' side --------------------------------------------------------------
 
-    def links(self, session: IsoenvSession, view: SharedEnv, own: bool) -> list[Path]:
+    def links(
+        self, view: SharedEnv, own: bool, *, installer: Installer, pycache: Path, directory: Path
+    ) -> list[Path]:
         """What a derived env of ``view`` links after its own packages (and pip).
 
-        ``own``: the view holds coverage itself, which then is the one that runs.
+        ``own``: the view holds coverage itself, which then is the one that runs. Made in
+        ``directory``, this process's own (its data files go there too).
         """
         key = (view.interpreter.executable, own)
         site = self._sites.get(key)
         if site is None:
-            site = self.directory(session) / f"site-{len(self._sites)}"
+            site = self._in(directory) / f"site-{len(self._sites)}"
             site.mkdir()
-            entry = None if own else self._entry(session.installer, view.interpreter)
+            entry = None if own else self._entry(installer, view.interpreter)
             if entry is not None:
                 for name in entry.top_level:
                     if not name.endswith(".pth"):  # its own hook: ours starts any version
                         os.symlink(entry.site / name, site / name)
             (site / HOOK_FILE).write_text(_HOOK, encoding="utf-8")
             # Bytecode: coverage's modules compiled by an earlier session are used again.
-            mirror_bytecode(site, session.pycache)
+            mirror_bytecode(site, pycache)
             self._sites[key] = site
         return [site]
 
-    def variables(self, session: IsoenvSession, base: SharedEnv) -> dict[str, str]:
-        """The variables of every derived env: coverage's configuration for a new process."""
+    def variables(
+        self, base: SharedEnv, *, directory: Path, roots: Sequence[Path]
+    ) -> dict[str, str]:
+        """The variables of every derived env: coverage's configuration for a new process.
+
+        ``roots``: where pytest-isoenv's own files are (the store, the session directory),
+        left out of a bare ``--cov``'s measure as the host leaves out its site-packages.
+        """
         if self._variables is None:
             config = copy.copy(self.config)
-            config.data_file = str(self.directory(session) / _DATA / ".coverage")
-            self._roots = [session.store_root, session.session_dir]
+            config.data_file = str(self._in(directory) / _DATA / ".coverage")
+            self._roots = list(roots)
             if base.external:
                 self._roots.append(base.path)
             if self.everything:
@@ -149,12 +156,11 @@ class EnvCoverage:
             self._variables = {VARIABLE: config.serialize()}
         return dict(self._variables)
 
-    def directory(self, session: IsoenvSession) -> Path:
-        """This process's coverage directory in the session dir: data files, site dirs."""
+    def _in(self, directory: Path) -> Path:
+        """This process's coverage directory (made at first use): data files, site dirs."""
         if self._directory is None:
-            path = session.session_dir / "coverage" / session.worker_id
-            (path / _DATA).mkdir(parents=True, exist_ok=True)
-            self._directory = path
+            (directory / _DATA).mkdir(parents=True, exist_ok=True)
+            self._directory = directory
         return self._directory
 
     def _entry(self, installer: Installer, interpreter: Interpreter) -> Entry | None:
@@ -383,18 +389,19 @@ def _host_entry(
 class CoverageGlue:
     """Registered when pytest-cov is: finds its coverage at session start, combines at the end."""
 
-    def __init__(self, run: _Run, rootdir: Path, worker: str) -> None:
-        self.run = run
+    def __init__(self, rootdir: Path, worker: str) -> None:
         self.rootdir = rootdir
         self.worker = worker
+        #: How this process's derived envs are measured (None: pytest-cov measures nothing).
+        self.coverage: EnvCoverage | None = None
 
     @pytest.hookimpl(trylast=True)  # after pytest-cov's, which starts an xdist worker's coverage
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.run.coverage = detect(session.config, self.rootdir)
+        self.coverage = detect(session.config, self.rootdir)
 
     @pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest-cov's, which combines after it
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         result = yield  # interrupted: nothing is combined, by pytest-cov either
-        if self.run.coverage is not None:
-            self.run.coverage.combine(self.worker)
+        if self.coverage is not None:
+            self.coverage.combine(self.worker)
         return result

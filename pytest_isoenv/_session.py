@@ -148,6 +148,11 @@ class IsoenvSession:
             return self.session_dir
 
     @property
+    def _coverage_dir(self) -> Path:
+        """This process's part of the session dir for coverage (``_coverage``)."""
+        return self.session_dir / "coverage" / self.worker_id
+
+    @property
     def pycache(self) -> Path:
         """The ``sys.pycache_prefix`` of every env: bytecode never lands in a shared env."""
         return self.store_root / "pycache"
@@ -480,7 +485,15 @@ class IsoenvSession:
             installer=self.install_into,
             release=self._factory.give_back,
             uv=lambda: self.installer.uv.binary,
-            variables=self.coverage.variables(self, base) if self.coverage else None,
+            variables=(
+                self.coverage.variables(
+                    base,
+                    directory=self._coverage_dir,
+                    roots=[self.store_root, self.session_dir],
+                )
+                if self.coverage
+                else None
+            ),
         )
 
     def _maker(self, view: SharedEnv) -> Callable[[Path], None]:
@@ -494,7 +507,13 @@ class IsoenvSession:
         links = [view.site_packages] + ([tool.site] if tool is not None else [])
         if self.coverage is not None:
             own = "coverage" in installed_packages([view.site_packages])
-            links += self.coverage.links(self, view, own)
+            links += self.coverage.links(
+                view,
+                own,
+                installer=self.installer,
+                pycache=self.pycache,
+                directory=self._coverage_dir,
+            )
         scripts = [*(read_scripts(tool.bin) if tool is not None else []), *view.scripts]
         interpreter, pycache = view.interpreter, self.pycache
 

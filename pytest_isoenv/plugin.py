@@ -52,7 +52,7 @@ from ._xdist import (
 )
 
 if TYPE_CHECKING:
-    from ._coverage import EnvCoverage
+    from ._coverage import CoverageGlue
     from ._derived import DerivedEnv
     from ._inside import InsideRunner
     from ._interpreter import Interpreter
@@ -92,7 +92,7 @@ class _Run:
         self.base_error_told = False
         self.base_lines: list[str] = []  # what this process has to say about the base
         self.base_work: list[Work] = []
-        self.coverage: EnvCoverage | None = None  # pytest-cov measures this process
+        self.coverage: CoverageGlue | None = None  # pytest-cov measures this process
 
     def prepare_base(self, items: Sequence[pytest.Item]) -> None:
         """Build or find the bases of ``items`` now (one per interpreter); a failure is kept
@@ -131,7 +131,7 @@ class _Run:
                 path,
                 worker_id(self.config),
                 stale_before=self.started if settings.rebuild else None,
-                coverage=self.coverage,
+                coverage=self.coverage.coverage if self.coverage is not None else None,
             )
         return self._session
 
@@ -233,11 +233,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.has_plugin(_PYTEST_COV):
         from ._coverage import CoverageGlue  # noqa: PLC0415 - only with --cov
 
-        coverage = CoverageGlue(run, Path(config.rootpath), worker_id(config))
-        config.pluginmanager.register(coverage, "isoenv-coverage")
-    from ._host_imports import HostImportGuard  # noqa: PLC0415 - after the keys it is given
-
-    config.pluginmanager.register(HostImportGuard(_LINES_KEY, _ENV_KEY), "isoenv-host-imports")
+        run.coverage = CoverageGlue(Path(config.rootpath), worker_id(config))
+        config.pluginmanager.register(run.coverage, "isoenv-coverage")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -418,6 +415,7 @@ def pytest_make_collect_report(
         return report
     from ._errors import MarkerError  # noqa: PLC0415 - only for marked tests
 
+    _guard_host_imports(collector.config)
     rootdir = Path(collector.config.rootpath)
     for item in marked:
         try:
@@ -436,6 +434,20 @@ def pytest_make_collect_report(
             # A new list: the one there may be shared with the other parameters of a test.
             item.fixturenames = [*names, "isoenv"]  # type: ignore[attr-defined]
     return report
+
+
+_HOST_IMPORTS = "isoenv-host-imports"
+
+
+def _guard_host_imports(config: pytest.Config) -> None:
+    """Watch marked tests for the host's copies (``_host_imports``), once one is collected;
+    ``-p no:isoenv-host-imports`` turns it off."""
+    manager = config.pluginmanager
+    if manager.has_plugin(_HOST_IMPORTS) or manager.is_blocked(_HOST_IMPORTS):
+        return
+    from ._host_imports import HostImportGuard  # noqa: PLC0415 - only with marked tests
+
+    manager.register(HostImportGuard(_LINES_KEY, _ENV_KEY), _HOST_IMPORTS)
 
 
 def _check_matrix(item: pytest.Item) -> None:
@@ -750,4 +762,17 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             item.config, item.config.stash[_RUN_KEY].session, _inside_env, _is_inside
         )
         item.config.stash[_INSIDE_RUNNER_KEY] = runner
+        if item.config.option.usepdb:
+            import warnings  # noqa: PLC0415
+
+            from ._errors import IsoenvWarning  # noqa: PLC0415
+
+            warnings.warn(  # recorded for this test, shown in the warnings summary
+                IsoenvWarning(
+                    "--pdb does not stop in inside=True tests: they run in a child process "
+                    "without the terminal (keep the env with --isoenv-keep=failed and run "
+                    "pytest in it to debug)"
+                ),
+                stacklevel=1,
+            )
     return runner.protocol(item, nextitem)

@@ -132,17 +132,7 @@ def test_a_conftest_that_imported_it_is_told(pytester: pytest.Pytester, offline_
 def test_no_warning_where_the_host_copy_is_not_the_trap(
     pytester: pytest.Pytester, offline_env: Path
 ) -> None:
-    pytester.makeconftest(
-        HOST
-        + """
-import pytest
-
-def pytest_collection_modifyitems(items):
-    for item in items:  # as the inside=True marker argument will say it (added after collection)
-        if "inside" in item.name:
-            item.add_marker(pytest.mark.isoenv(inside=True), append=False)
-"""
-    )
+    pytester.makeconftest(HOST)
     pytester.makepyfile(
         """
         import sys
@@ -165,8 +155,8 @@ def pytest_collection_modifyitems(items):
         def test_does_not_import_it(isoenv):
             assert isoenv.run("python", "-c", "import iso_a; print(iso_a.__version__)").stdout == "1.0\\n"
 
-        @pytest.mark.isoenv(requires=["iso-a==1.0"])
-        def test_inside(isoenv):
+        @pytest.mark.isoenv(requires=["iso-a==1.0"], inside=True)
+        def test_inside():  # (the conftest puts its iso_a 2.0 first in the child too)
             import iso_a
 
         @pytest.mark.isoenv(requires=["iso-a==2.0"])

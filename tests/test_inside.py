@@ -741,3 +741,18 @@ def test_tmp_path_inside_is_under_the_session_s_basetemp(project: pytest.Pyteste
     tmp = Path(line.split()[1])
     assert tmp.parent.name.startswith("inside-"), tmp
     assert tmp.parent.parent.name.startswith("pytest-"), tmp
+
+
+def test_pdb_says_it_does_not_stop_inside(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_one():
+            pass
+        """
+    )
+    result = project.runpytest_subprocess("--pdb")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*IsoenvWarning: --pdb does not stop in inside=True tests*"])
