@@ -241,15 +241,36 @@ class InsideRunner:
         self._static: dict[str, Any] | None = None
         self._count = 0
         self._warnings: list[dict[str, Any]] = []  # what the running test's child warned
+        # (reason, return code, pytest.exit rather than KeyboardInterrupt): the test stopped
+        # the session in its child
+        self._interrupted: tuple[str, int | None, bool] | None = None
 
     # -- the protocol --------------------------------------------------------------------
 
     def protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         """Run ``item`` in a child and log its reports as pytest would; always True."""
         ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         _cancel_host_timeout(item)
-        reports = self._run(item, nextitem)
+        reruns, delay = _reruns(item)
+        for attempt in range(reruns + 1):
+            ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            reports = self._run(item, nextitem)
+            if self._interrupted is not None:
+                self._interrupt(item, reports)
+            if attempt == reruns or not any(report.failed for report in reports):
+                break
+            # pytest-rerunfailures' way: the failed phase is logged as a rerun, and the test
+            # runs again (in a new child, in a new env).
+            for report in reports:
+                report.rerun = attempt  # type: ignore[attr-defined]
+                failed = report.failed
+                if failed:
+                    report.outcome = "rerun"  # type: ignore[assignment]
+                ihook.pytest_runtest_logreport(report=report)
+                if failed:
+                    break
+            self._warnings.clear()
+            time.sleep(delay)
         teardown = reports.pop()
         for report in reports:
             ihook.pytest_runtest_logreport(report=report)
@@ -273,6 +294,19 @@ class InsideRunner:
             # may be the last of an xdist worker's).
             self._reap(wait=_EXIT_GRACE)
         return True
+
+    def _interrupt(self, item: pytest.Item, reports: list[pytest.TestReport]) -> None:
+        """The test stopped the session (``pytest.exit()``, ``KeyboardInterrupt``): so it is
+        in the host, after what the child reported."""
+        assert self._interrupted is not None
+        reason, returncode, exit_ = self._interrupted
+        self._interrupted = None
+        for report in reports:
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if exit_:
+            pytest.exit(reason, returncode=returncode)
+        raise KeyboardInterrupt(reason)
 
     def _run(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:
         prepared = self._ahead.pop(item.nodeid, None) or self._prepare(item)
@@ -593,6 +627,9 @@ class InsideRunner:
                 outcome.reports.append(report)
         elif "over" in message:
             outcome.over = True
+        elif "interrupted" in message:
+            stop = message["interrupted"]
+            self._interrupted = (str(stop["reason"]), stop.get("returncode"), bool(stop["exit"]))
         elif "warning" in message:
             self._warnings.append(message["warning"])
         elif "started" in message:
@@ -613,7 +650,7 @@ class InsideRunner:
     ) -> list[pytest.TestReport]:
         """The child's reports, completed with a failure where it stopped short."""
         reports = list(outcome.reports)
-        if _complete_set(reports) and outcome.problem is None:
+        if self._interrupted is not None or (_complete_set(reports) and outcome.problem is None):
             return reports
         message = f"isoenv: {outcome.problem} ({item.nodeid} inside, python {env.python})"
         tail = child.tail()
@@ -764,6 +801,18 @@ def _warning(data: dict[str, Any]) -> warnings.WarningMessage:
     return warnings.WarningMessage(
         message, type(message), str(data.get("filename", "")), int(data.get("lineno") or 0)
     )
+
+
+def _reruns(item: pytest.Item) -> tuple[int, float]:
+    """How often pytest-rerunfailures would run ``item`` again, and the delay between: its
+    own functions read its marker and options (its protocol does not run for this test)."""
+    module = sys.modules.get("pytest_rerunfailures")
+    if module is None or not item.config.pluginmanager.hasplugin("rerunfailures"):
+        return 0, 0.0
+    try:
+        return int(module.get_reruns_count(item) or 0), float(module.get_reruns_delay(item) or 0)
+    except Exception:  # another version's API: no reruns rather than a crash
+        return 0, 0.0
 
 
 def _cancel_host_timeout(item: pytest.Item) -> None:

@@ -154,6 +154,14 @@ def _plugins(message: dict[str, Any], commands: TextIO, out: TextIO) -> list[obj
                 },
             )
 
+        def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+            # pytest.exit() or KeyboardInterrupt in the test: the host stops its session too.
+            value = excinfo.value
+            exit_ = isinstance(value, pytest.exit.Exception)
+            reason = str(getattr(value, "msg", "") or value or type(value).__name__)
+            returncode = getattr(value, "returncode", None) if exit_ else None
+            _send(out, {"interrupted": {"reason": reason, "returncode": returncode, "exit": exit_}})
+
         def pytest_runtest_logreport(self, report: Any) -> None:
             data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
             _send(out, {"report": data})

@@ -756,3 +756,78 @@ def test_pdb_says_it_does_not_stop_inside(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--pdb")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*IsoenvWarning: --pdb does not stop in inside=True tests*"])
+
+
+def test_pytest_rerunfailures_reruns_a_test_inside(
+    project: pytest.Pytester, tmp_path: Path
+) -> None:
+    counter = tmp_path / "counter"
+    project.makepyfile(
+        f"""
+        import pytest
+
+        def bump(name):
+            path = {str(counter)!r} + name
+            try:
+                count = int(open(path).read()) + 1
+            except FileNotFoundError:
+                count = 1
+            open(path, "w").write(str(count))
+            return count
+
+        @pytest.mark.isoenv(inside=True)
+        def test_flaky():
+            assert bump("a") >= 3
+
+        @pytest.mark.isoenv(inside=True)
+        @pytest.mark.flaky(reruns=1)
+        def test_flaky_mark():
+            assert bump("b") >= 2
+
+        @pytest.mark.isoenv(inside=True)
+        def test_fails():
+            assert bump("c") >= 9
+        """
+    )
+    result = project.runpytest_subprocess("--reruns", "2")
+    outcomes = result.parseoutcomes()
+    assert (outcomes["passed"], outcomes["failed"], outcomes["rerun"]) == (2, 1, 5)
+    assert (tmp_path / "countera").read_text() == "3"
+    assert (tmp_path / "counterb").read_text() == "2"
+    assert (tmp_path / "counterc").read_text() == "3"
+
+
+def test_pytest_exit_and_keyboard_interrupt_inside_stop_the_session(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_exit="""
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_exit():
+            pytest.exit("stop everything", returncode=3)
+
+        @pytest.mark.isoenv(inside=True)
+        def test_after():
+            pass
+        """,
+        test_interrupt="""
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_interrupt():
+            raise KeyboardInterrupt
+
+        @pytest.mark.isoenv(inside=True)
+        def test_after():
+            pass
+        """,
+    )
+    result = project.runpytest_subprocess("test_exit.py")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*!! _pytest.outcomes.Exit: stop everything !!*"])
+    assert "test_after" not in result.stdout.str()
+    result = project.runpytest_subprocess("test_interrupt.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*!! KeyboardInterrupt !!*"])
