@@ -131,7 +131,9 @@ def module_root(module: types.ModuleType) -> str | None:
     if not isinstance(file, str):
         return None
     folder = os.path.dirname(file)
-    if getattr(module, "__path__", None) is not None:  # a package: its __init__'s parent
+    # A package: its __init__'s parent. Not ``__path__``, which a module may set itself
+    # (six.py does: ``__path__ = []``).
+    if os.path.splitext(os.path.basename(file))[0] == "__init__":
         folder = os.path.dirname(folder)
     return folder
 

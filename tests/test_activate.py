@@ -280,3 +280,19 @@ def test_numpy_in_several_blocks_and_tests(
         """
     )
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_a_single_file_module_setting_its_own_path_is_no_package(tmp_path: Path) -> None:
+    """six.py sets ``__path__ = []``: its sys.path directory is still its file's."""
+    import types
+
+    from pytest_isoenv._host_imports import module_root
+
+    module = types.ModuleType("six")
+    module.__file__ = str(tmp_path / "site" / "six.py")
+    module.__path__ = []
+    assert module_root(module) == str(tmp_path / "site")
+    package = types.ModuleType("pkg")
+    package.__file__ = str(tmp_path / "site" / "pkg" / "__init__.py")
+    package.__path__ = [str(tmp_path / "site" / "pkg")]
+    assert module_root(package) == str(tmp_path / "site")
