@@ -95,20 +95,37 @@ class _Run:
         self.coverage: CoverageGlue | None = None  # pytest-cov measures this process
 
     def prepare_base(self, items: Sequence[pytest.Item]) -> None:
-        """Build or find the bases of ``items`` now (one per interpreter); a failure is kept
-        by the session for the tests."""
-        from ._errors import BaseBuildError, IsoenvError  # noqa: PLC0415
+        """Build or find the bases of ``items`` now (one per interpreter), then their layers,
+        outside any test's timeout; a failure is kept by the session for the tests."""
+        from ._errors import IsoenvError  # noqa: PLC0415
 
         session = self.session()
-        specs = dict.fromkeys(python_spec(item, session.settings) for item in items)
-        for spec in specs:
-            with contextlib.suppress(BaseBuildError, IsoenvError):  # told by their tests
-                interpreter = None if spec is None else session.find_interpreter(spec)
-                if spec is None or interpreter is not None:
-                    session.base(interpreter)
+        wanted = {
+            (python_spec(item, session.settings), item.stash.get(_LINES_KEY, ())): None
+            for item in items
+        }
+        interpreters: dict[str | None, Interpreter | None] = {}
+        for spec, _ in wanted:
+            if spec in interpreters:
+                continue
+            interpreters[spec] = None
+            with contextlib.suppress(IsoenvError):  # told by their tests
+                interpreters[spec] = None if spec is None else session.find_interpreter(spec)
+                if spec is None or interpreters[spec] is not None:
+                    session.base(interpreters[spec])
         bases = [event for event in session.events if event.kind == "base"]
         self.base_lines += [event.text for event in bases]
         self.base_work += [event.work() for event in bases]
+        layers = [(spec, lines) for spec, lines in wanted if lines]
+        if worker_id(self.config) not in ("main", "gw0"):
+            # Other xdist workers take the layers in another order: they build different
+            # ones at the same time, then reuse each other's.
+            shift = sum(map(ord, worker_id(self.config))) % len(layers) if layers else 0
+            layers = layers[shift:] + layers[:shift]
+        for spec, lines in layers:
+            if spec is None or interpreters.get(spec) is not None:
+                with contextlib.suppress(IsoenvError):  # told by their tests
+                    session.layer(lines, interpreters.get(spec))
 
     def settings(self) -> Settings:
         """The resolved settings; ``pytest.UsageError`` on a static mistake."""

@@ -831,3 +831,27 @@ def test_pytest_exit_and_keyboard_interrupt_inside_stop_the_session(
     result = project.runpytest_subprocess("test_interrupt.py")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*!! KeyboardInterrupt !!*"])
+
+
+def test_layers_are_built_before_the_test_loop_outside_timeouts(
+    project: pytest.Pytester,
+) -> None:
+    """A first, slow layer build (5 s here) is not charged to a test's 3 s timeout."""
+    slow = project.path / "slow"
+    slow.mkdir()
+    (slow / "backend.py").write_text(_SLOW_BACKEND)
+    (slow / "pyproject.toml").write_text(
+        '[project]\nname = "slow-pkg"\nversion = "1.0"\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.timeout(3)
+        @pytest.mark.isoenv(requires=["./slow"])
+        def test_in_the_host(isoenv):
+            assert isoenv.run("python", "-c", "import slow_pkg").returncode == 0
+        """
+    )
+    project.runpytest_subprocess().assert_outcomes(passed=1)

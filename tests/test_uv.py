@@ -310,9 +310,9 @@ def test_an_interrupted_test_leaves_no_build_running(
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:xdist", timeout=300)
-    if where == "base":
-        # The base is built before the test loop (outside any test's timeout): an exception
-        # there ends the session.
+    if where in ("base", "layer"):
+        # The base and the layers are built before the test loop (outside any test's
+        # timeout): an exception there ends the session.
         assert result.ret != 0
     else:
         outcome = result.parseoutcomes()
