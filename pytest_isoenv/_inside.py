@@ -655,7 +655,10 @@ class InsideRunner:
         message = f"isoenv: {outcome.problem} ({item.nodeid} inside, python {env.python})"
         tail = child.tail()
         if tail:
-            message += f"\n--- its output (stdout and stderr) ---\n{tail}"
+            what = "stdout and stderr"
+            if (outcome.problem or "").startswith("Timeout"):
+                what += "; the stacks it dumped when it was stopped"
+            message += f"\n--- its output ({what}) ---\n{tail}"
         whens = [report.when for report in reports]
         if "setup" not in whens:
             reports.append(_failed(item, "setup", message))

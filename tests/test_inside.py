@@ -206,7 +206,7 @@ def test_a_crash_or_a_hang_fails_that_test_and_the_session_goes_on(
             "*_ test_hangs _*",
             "isoenv: Timeout (>3s): the child process running the test (pid *) was killed "
             "with its process group*",
-            "--- its output (stdout and stderr) ---",
+            "--- its output (stdout and stderr; the stacks it dumped when it was stopped) ---",
             "Fatal Python error: Aborted",  # where it hung: every thread's stack
             '  File "*test_a_crash*.py", line * in test_hangs',
         ]
