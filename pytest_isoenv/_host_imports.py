@@ -159,35 +159,35 @@ def code_imports(code: types.CodeType) -> frozenset[str]:
     """Top-level names imported by ``import`` statements in ``code`` and the code nested in it."""
     found = _CODE_IMPORTS.get(code)
     if found is None:
-        names: set[str] = set()
-        pending = [code]
-        while pending:
-            current = pending.pop()
-            for instruction in dis.get_instructions(current):
-                if instruction.opname in _IMPORT_OPS and isinstance(instruction.argval, str):
-                    names.add(instruction.argval.partition(".")[0])
-            pending += [c for c in current.co_consts if isinstance(c, types.CodeType)]
-        found = _CODE_IMPORTS[code] = frozenset(names)
+        found = _CODE_IMPORTS[code] = frozenset(
+            instruction.argval.partition(".")[0]
+            for current in _nested(code)
+            for instruction in dis.get_instructions(current)
+            if instruction.opname in _IMPORT_OPS and isinstance(instruction.argval, str)
+        )
     return found
-
-
-_CODE_IMPORTS: dict[types.CodeType, frozenset[str]] = {}
 
 
 def code_names(code: types.CodeType) -> frozenset[str]:
     """The global and attribute names ``code`` and the code nested in it use."""
     found = _CODE_NAMES.get(code)
     if found is None:
-        names: set[str] = set()
-        pending = [code]
-        while pending:
-            current = pending.pop()
-            names.update(current.co_names)
-            pending += [c for c in current.co_consts if isinstance(c, types.CodeType)]
-        found = _CODE_NAMES[code] = frozenset(names)
+        found = _CODE_NAMES[code] = frozenset(
+            name for current in _nested(code) for name in current.co_names
+        )
     return found
 
 
+def _nested(code: types.CodeType) -> Iterator[types.CodeType]:
+    """``code`` and the code objects nested in it (functions, classes, comprehensions)."""
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        yield current
+        pending += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+
+
+_CODE_IMPORTS: dict[types.CodeType, frozenset[str]] = {}
 _CODE_NAMES: dict[types.CodeType, frozenset[str]] = {}
 
 

@@ -655,15 +655,19 @@ def get_requires_for_build_wheel(config_settings=None):
 """
 
 
-def test_preparing_the_next_test_is_not_this_test_s_time(project: pytest.Pytester) -> None:
-    """The next test's layer is built while this test runs: not counted in its timeout."""
-    slow = project.path / "slow"
+def _slow_project(slow: Path) -> None:
+    """A local project whose build takes 5 s (an in-tree backend, no download)."""
     slow.mkdir()
     (slow / "backend.py").write_text(_SLOW_BACKEND)
     (slow / "pyproject.toml").write_text(
         '[project]\nname = "slow-pkg"\nversion = "1.0"\n'
         '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
     )
+
+
+def test_preparing_the_next_test_is_not_this_test_s_time(project: pytest.Pytester) -> None:
+    """The next test's layer is built while this test runs: not counted in its timeout."""
+    _slow_project(project.path / "slow")
     project.makepyfile(
         """
         import time
@@ -837,13 +841,7 @@ def test_layers_are_built_before_the_test_loop_outside_timeouts(
     project: pytest.Pytester,
 ) -> None:
     """A first, slow layer build (5 s here) is not charged to a test's 3 s timeout."""
-    slow = project.path / "slow"
-    slow.mkdir()
-    (slow / "backend.py").write_text(_SLOW_BACKEND)
-    (slow / "pyproject.toml").write_text(
-        '[project]\nname = "slow-pkg"\nversion = "1.0"\n'
-        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-    )
+    _slow_project(project.path / "slow")
     project.makepyfile(
         """
         import pytest
