@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._dists import canonical
-from ._link import LINK_FILE
+from ._link import LINK_NAMES
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def site_sources(site_packages: Path) -> list[Source]:
         owned.update(present)
         dist = name[: -len(".dist-info")].partition("-")[0]
         sources.append(Source(site_packages, present, canonical(dist)))
-    rest = tuple(n for n in names if n not in owned and n not in ("__pycache__", LINK_FILE))
+    rest = tuple(n for n in names if n not in owned and n not in ("__pycache__", *LINK_NAMES))
     if rest:
         sources.append(Source(site_packages, rest, None))
     return sources

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._compose import mirror_bytecode
-from ._link import write_link
+from ._link import START_FORM, write_link
 from ._store import FORMAT_VERSION, secure_directory
 from ._swap import remove_tree
 from ._venv import bin_dir, site_packages
@@ -91,7 +91,8 @@ def keep_env(
         shutil.copytree(view.path, copy, symlinks=True)
         links = [_moved(link, view.path, copy) for link in links]
         mirror_bytecode(site_packages(copy, interpreter), pycache)  # reuse compiled modules
-    write_link(site_packages(dest, interpreter), links, pycache)
+    start = interpreter.version >= START_FORM
+    write_link(site_packages(dest, interpreter), links, pycache, start=start)
     write_activate(dest, bin_dir(dest, interpreter))
     # The stored distributions it links: what pruning the store must leave alone.
     stored = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._interpreter import Interpreter
-from ._link import write_link
+from ._link import START_FORM, write_link
 
 # A script that finds its interpreter next to itself, wherever the env is (uv's relocatable
 # form): safe for paths with spaces or non-ASCII characters and for the 127-byte shebang limit.
@@ -71,7 +71,7 @@ def create_venv(
     lib64 = root / "lib64"
     if os.name == "posix" and (root / "lib").is_dir() and not lib64.exists():
         os.symlink("lib", lib64)
-    write_link(packages, link, pycache)
+    write_link(packages, link, pycache, start=interpreter.version >= START_FORM)
     return packages
 
 

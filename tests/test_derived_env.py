@@ -490,3 +490,47 @@ def test_no_env_directory_serves_a_second_test(
         """
     )
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_the_pep_829_start_form_links_as_the_line_does(tmp_path: Path) -> None:
+    """Python 3.15 runs ``_pytest_isoenv_link.start`` instead of the .pth file's import line:
+    the module it names links the same targets (what 3.15's site does is played here by
+    hand: a Python 3.15 is not installed)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from pytest_isoenv import _interpreter
+    from pytest_isoenv._link import START_FILE, START_MODULE
+    from pytest_isoenv._venv import create_venv
+
+    target = tmp_path / "target dir 🐸"
+    (target / "linked_pkg").mkdir(parents=True)
+    (target / "linked_pkg" / "__init__.py").write_text("VALUE = 1\n")
+    (target / "extra.pth").write_text(str(tmp_path / "extra") + "\n")
+    (tmp_path / "extra").mkdir()
+    current = _interpreter.current()
+    old = create_venv(tmp_path / "old", current, [target], tmp_path / "pycache")
+    assert not (old / START_FILE).exists()  # Pythons before 3.15 read the line
+    new = create_venv(
+        tmp_path / "new",
+        dataclasses.replace(current, version=(3, 15, 0)),
+        [target],
+        tmp_path / "pycache",
+    )
+    assert (new / START_FILE).read_text() == f"{START_MODULE}:start\n"
+    code = (
+        "import sys, pkgutil\n"
+        f"sys.path.append({str(new)!r})\n"
+        f"pkgutil.resolve_name({START_MODULE + ':start'!r})()\n"
+        f"pkgutil.resolve_name({START_MODULE + ':start'!r})()  # idempotent\n"
+        "import linked_pkg\n"
+        f"assert sys.path.count({str(target)!r}) == 1\n"
+        f"assert {str(tmp_path / 'extra')!r} in sys.path  # the target's own .pth files\n"
+        f"assert sys.pycache_prefix == {str(tmp_path / 'pycache')!r}\n"
+        "print(linked_pkg.VALUE)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "1\n", "")
