@@ -72,12 +72,16 @@ def find(spec: str, rootdir: Path, cache_dir: Path | None) -> Path | None:
     cache = DiskCache(cache_dir) if cache_dir is not None else None
     # It logs each interpreter it looks at, and those it cannot query: not the test's
     # business (its captured log), nor the terminal's.
+    # Its modules log through child loggers: stopped at theirs, and not by Python's
+    # last-resort handler either.
     logger = logging.getLogger("python_discovery")
-    disabled, logger.disabled = logger.disabled, True
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    propagate, logger.propagate = logger.propagate, False
     try:
         return _find(spec, cache)
     finally:
-        logger.disabled = disabled
+        logger.propagate = propagate
 
 
 def _find(spec: str, cache: PyInfoCache | None) -> Path | None:

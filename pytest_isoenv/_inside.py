@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -257,7 +258,8 @@ class InsideRunner:
             reports = self._run(item, nextitem)
             if self._interrupted is not None:
                 self._interrupt(item, reports)
-            if attempt == reruns or not any(report.failed for report in reports):
+            item.execution_count = attempt + 1  # type: ignore[attr-defined]  # rerunfailures'
+            if attempt == reruns or not _rerun_wanted(item, reports):
                 break
             # pytest-rerunfailures' way: the failed phase is logged as a rerun, and the test
             # runs again (in a new child, in a new env).
@@ -270,6 +272,7 @@ class InsideRunner:
                 if failed:
                     break
             self._warnings.clear()
+            ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             time.sleep(delay)
         teardown = reports.pop()
         for report in reports:
@@ -346,9 +349,10 @@ class InsideRunner:
         kept = False
         try:
             reports = self._complete(item, outcome, child, env)
-            self._annotate(reports[0], prepared)
-            self._check_shared(session, env, reports)
-            kept = self._keep_or_describe(item, session, env, reports)
+            if reports:  # none: the session was stopped in the test's set-up
+                self._annotate(reports[0], prepared)
+                self._check_shared(session, env, reports)
+                kept = self._keep_or_describe(item, session, env, reports)
         finally:
             if outcome.finished:
                 self._exiting.append(child)  # its interpreter's exit is off the critical path
@@ -816,6 +820,31 @@ def _reruns(item: pytest.Item) -> tuple[int, float]:
         return int(module.get_reruns_count(item) or 0), float(module.get_reruns_delay(item) or 0)
     except Exception:  # another version's API: no reruns rather than a crash
         return 0, 0.0
+
+
+def _rerun_wanted(item: pytest.Item, reports: list[pytest.TestReport]) -> bool:
+    """A failed attempt pytest-rerunfailures would rerun: its ``--only-rerun`` and
+    ``--rerun-except`` patterns (and the flaky marker's) are matched against the failure's
+    text, where it matches the exception's type and message."""
+    failed = [report for report in reports if report.failed]
+    if not failed:
+        return False
+    text = "\n".join(report.longreprtext for report in failed)
+    marker = item.get_closest_marker("flaky")
+    only = list(item.config.getoption("only_rerun", None) or [])
+    excepted = list(item.config.getoption("rerun_except", None) or [])
+    if marker is not None:
+        only += _patterns(marker.kwargs.get("only_rerun"))
+        excepted += _patterns(marker.kwargs.get("rerun_except"))
+    if only and not any(re.search(pattern, text) for pattern in only):
+        return False
+    return not any(re.search(pattern, text) for pattern in excepted)
+
+
+def _patterns(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(pattern) for pattern in value] if isinstance(value, (list, tuple)) else []
 
 
 def _cancel_host_timeout(item: pytest.Item) -> None:

@@ -217,7 +217,19 @@ def _watch_host(commands: TextIO) -> None:
             os._exit(70)
 
 
+def _no_core_files() -> None:
+    """A timed-out child is stopped with SIGABRT (its faulthandler dumps the stacks): no core
+    file of it in the user's directory."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
 def main(argv: list[str]) -> int:
+    _no_core_files()
     commands = os.fdopen(int(argv[1]), "r", encoding="utf-8")
     out = os.fdopen(int(argv[2]), "w", encoding="utf-8")
     line = commands.readline()  # the host's settings, sent when it starts the child

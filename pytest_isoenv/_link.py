@@ -80,7 +80,7 @@ def write_link(
     """
     if targets or pycache is not None:
         (site_packages / LINK_FILE).write_text(link_line(targets, pycache), encoding="utf-8")
-        if start:
+        if start and targets:  # (a view's own link only sets the pycache: no module there)
             module = site_packages / f"{START_MODULE}.py"
             module.write_text(start_module(targets, pycache), encoding="utf-8")
             (site_packages / START_FILE).write_text(f"{START_MODULE}:start\n", encoding="utf-8")

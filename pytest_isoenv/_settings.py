@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +186,8 @@ def default_pythons(config: pytest.Config) -> tuple[str, ...]:
             continue
         # "3.9,3.13", "3.9, 3.13" or "3.9 3.13"; in the ini file also a list, or a line each
         # (quoted there: a path with spaces).
-        parts = items if items is not None else re.split(r"\s+", str(value).strip())
+        # (a path with spaces is quoted, as in a shell)
+        parts = items if items is not None else _split(str(value))
         specs = [spec.strip() for part in parts for spec in part.split(",") if spec.strip()]
         try:
             checked = tuple(check_spec(spec) for spec in specs or [str(value)])
@@ -196,6 +197,13 @@ def default_pythons(config: pytest.Config) -> tuple[str, ...]:
             raise pytest.UsageError(f"{source}{value}: an interpreter is named twice")
         return checked
     return ()
+
+
+def _split(value: str) -> list[str]:
+    try:
+        return shlex.split(value)
+    except ValueError:  # an unmatched quote: the spec check says what is wrong
+        return value.split()
 
 
 def python_missing(config: pytest.Config) -> str:

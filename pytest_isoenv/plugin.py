@@ -103,13 +103,14 @@ class _Run:
         wanted = {
             (python_spec(item, session.settings), item.stash.get(_LINES_KEY, ())): None
             for item in items
+            if item.get_closest_marker("skip") is None  # a static skip needs no env
         }
         interpreters: dict[str | None, Interpreter | None] = {}
         for spec, _ in wanted:
             if spec in interpreters:
                 continue
             interpreters[spec] = None
-            with contextlib.suppress(IsoenvError):  # told by their tests
+            with contextlib.suppress(IsoenvError, OSError):  # told by their tests
                 interpreters[spec] = None if spec is None else session.find_interpreter(spec)
                 if spec is None or interpreters[spec] is not None:
                     session.base(interpreters[spec])
@@ -124,7 +125,7 @@ class _Run:
             layers = layers[shift:] + layers[:shift]
         for spec, lines in layers:
             if spec is None or interpreters.get(spec) is not None:
-                with contextlib.suppress(IsoenvError):  # told by their tests
+                with contextlib.suppress(IsoenvError, OSError):  # told by their tests
                     session.layer(lines, interpreters.get(spec))
 
     def settings(self) -> Settings:
@@ -456,6 +457,18 @@ def pytest_make_collect_report(
 _HOST_IMPORTS = "isoenv-host-imports"
 
 
+def _tell(message: str) -> None:
+    """An ``IsoenvWarning`` for pytest's warnings summary, never an error: where this runs (a
+    hook, not a test), a ``filterwarnings = error`` would make it an internal error."""
+    import warnings  # noqa: PLC0415
+
+    from ._errors import IsoenvWarning  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", IsoenvWarning)
+        warnings.warn(IsoenvWarning(message), stacklevel=3)
+
+
 def _guard_host_imports(config: pytest.Config) -> None:
     """Watch marked tests for the host's copies (``_host_imports``), once one is collected;
     ``-p no:isoenv-host-imports`` turns it off."""
@@ -479,13 +492,9 @@ def _check_matrix(item: pytest.Item) -> None:
     if own is None and not parametrized:
         defaults = default_pythons(item.config)
         if len(defaults) > 1:
-            from ._errors import IsoenvWarning  # noqa: PLC0415
-
-            item.warn(
-                IsoenvWarning(
-                    f"{item.nodeid} runs on {defaults[0]} only: the list of isoenv_python "
-                    "parametrizes test functions, not a unittest.TestCase method"
-                )
+            _tell(
+                f"{item.nodeid} runs on {defaults[0]} only: the list of isoenv_python "
+                "parametrizes test functions, not a unittest.TestCase method"
             )
     if isinstance(own, list) and not parametrized:
         raise MarkerError(
@@ -769,7 +778,11 @@ def _is_inside(item: pytest.Item) -> bool:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """An ``inside`` test runs in a child process in its env (``_inside``); not here."""
     option = item.config.option
-    if not _is_inside(item) or option.setuponly or option.setupplan:
+    if (
+        not _is_inside(item)
+        or getattr(option, "setuponly", False)
+        or getattr(option, "setupplan", False)
+    ):
         return None  # --setup-only, --setup-plan: pytest's own protocol, which runs no test
     runner: InsideRunner | None = item.config.stash.get(_INSIDE_RUNNER_KEY, None)
     if runner is None:
@@ -779,17 +792,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             item.config, item.config.stash[_RUN_KEY].session, _inside_env, _is_inside
         )
         item.config.stash[_INSIDE_RUNNER_KEY] = runner
-        if item.config.option.usepdb:
-            import warnings  # noqa: PLC0415
-
-            from ._errors import IsoenvWarning  # noqa: PLC0415
-
-            warnings.warn(  # recorded for this test, shown in the warnings summary
-                IsoenvWarning(
-                    "--pdb does not stop in inside=True tests: they run in a child process "
-                    "without the terminal (keep the env with --isoenv-keep=failed and run "
-                    "pytest in it to debug)"
-                ),
-                stacklevel=1,
+        if getattr(item.config.option, "usepdb", False):
+            _tell(
+                "--pdb does not stop in inside=True tests: they run in a child process "
+                "without the terminal (keep the env with --isoenv-keep=failed and run pytest "
+                "in it to debug)"
             )
     return runner.protocol(item, nextitem)

@@ -853,3 +853,66 @@ def test_layers_are_built_before_the_test_loop_outside_timeouts(
         """
     )
     project.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_pytest_exit_in_a_fixture_inside_stops_the_session(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def database():
+            pytest.exit("no database", returncode=3)
+        """
+    )
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_needs_it(database):
+            pass
+        """
+    )
+    result = project.runpytest_subprocess()
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*!! _pytest.outcomes.Exit: no database !!*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_the_plugin_s_own_warnings_are_never_errors(project: pytest.Pytester) -> None:
+    """--pdb's note is a warning even under filterwarnings = error (and -p no:debugging)."""
+    project.makeini("[pytest]\nfilterwarnings = error\n")
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_one():
+            pass
+        """
+    )
+    result = project.runpytest_subprocess("--pdb")
+    result.assert_outcomes(passed=1, warnings=1)
+    project.runpytest_subprocess("-p", "no:debugging", "-p", "no:setuponly").assert_outcomes(
+        passed=1
+    )
+
+
+def test_only_rerun_patterns_apply_inside(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isoenv(inside=True)
+        def test_value_error():
+            raise ValueError("not an assertion")
+
+        @pytest.mark.isoenv(inside=True)
+        def test_assertion():
+            assert False
+        """
+    )
+    result = project.runpytest_subprocess("--reruns", "2", "--only-rerun", "AssertionError")
+    outcomes = result.parseoutcomes()
+    assert (outcomes["failed"], outcomes["rerun"]) == (2, 2)  # test_assertion's only
