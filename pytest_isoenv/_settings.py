@@ -158,17 +158,26 @@ def keep_mode(config: pytest.Config) -> str:
 
     Cheap (nothing imported), so it is checked when the session starts, env tests or not.
     """
-    for source, value in (
-        ("--isoenv-keep=", config.getoption("isoenv_keep")),
-        ("PYTEST_ISOENV_KEEP=", os.environ.get("PYTEST_ISOENV_KEEP")),
-        ("isoenv_keep = ", config.getini("isoenv_keep")),
-    ):
+    return _choice(
+        [
+            ("--isoenv-keep=", config.getoption("isoenv_keep")),
+            ("PYTEST_ISOENV_KEEP=", os.environ.get("PYTEST_ISOENV_KEEP")),
+            ("isoenv_keep = ", config.getini("isoenv_keep")),
+        ],
+        _KEEP_MODES,
+    )
+
+
+def _choice(sources: list[tuple[str, object]], choices: tuple[str, ...]) -> str:
+    """The first value set among ``sources`` (case-insensitive), else the first choice;
+    ``pytest.UsageError`` naming where a value that is none of ``choices`` came from."""
+    for source, value in sources:
         if value:
             mode = str(value).strip().lower()
-            if mode not in _KEEP_MODES:
-                raise pytest.UsageError(f"{source}{value}: not one of {', '.join(_KEEP_MODES)}")
+            if mode not in choices:
+                raise pytest.UsageError(f"{source}{value}: not one of {', '.join(choices)}")
             return mode
-    return KEEP_NONE
+    return choices[0]
 
 
 def default_pythons(config: pytest.Config) -> tuple[str, ...]:
@@ -208,16 +217,13 @@ def _split(value: str) -> list[str]:
 
 def python_missing(config: pytest.Config) -> str:
     """``--isoenv-python-missing``: SKIP or ERROR; ``pytest.UsageError`` if neither."""
-    for source, value in (
-        ("--isoenv-python-missing=", config.getoption("isoenv_python_missing")),
-        ("isoenv_python_missing = ", config.getini("isoenv_python_missing")),
-    ):
-        if value:
-            mode = str(value).strip().lower()
-            if mode not in (SKIP, ERROR):
-                raise pytest.UsageError(f"{source}{value}: not one of {SKIP}, {ERROR}")
-            return mode
-    return SKIP
+    return _choice(
+        [
+            ("--isoenv-python-missing=", config.getoption("isoenv_python_missing")),
+            ("isoenv_python_missing = ", config.getini("isoenv_python_missing")),
+        ],
+        (SKIP, ERROR),
+    )
 
 
 def resolve(config: pytest.Config) -> Settings:

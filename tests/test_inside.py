@@ -440,6 +440,15 @@ def test_no_bytecode_is_written_into_the_project(
     assert not list((project.path / "helpers").rglob("*.pyc"))
 
 
+def _wait_for(pids: Path) -> None:
+    """Until the test inside has written its line of pids (it runs)."""
+    for _ in range(1200):
+        if pids.exists() and pids.read_text().endswith("\n"):
+            return
+        time.sleep(0.05)
+    pytest.fail("the test inside never started")
+
+
 def test_ctrl_c_stops_the_session_and_its_children(
     project: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -468,12 +477,7 @@ def test_ctrl_c_stops_the_session_and_its_children(
         start_new_session=True,
     )
     try:
-        for _ in range(1200):
-            if pids.exists() and pids.read_text().endswith("\n"):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the test inside never started")
+        _wait_for(pids)
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=60)
     finally:
@@ -524,12 +528,7 @@ def test_a_child_exits_when_its_host_dies(project: pytest.Pytester, tmp_path: Pa
         start_new_session=True,
     )
     try:
-        for _ in range(1200):
-            if pids.exists() and pids.read_text().endswith("\n"):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the test inside never started")
+        _wait_for(pids)
         host.kill()  # no cleanup of any kind in the host
         host.wait()
         # The child, and what the test started in it (its process group), are gone.
